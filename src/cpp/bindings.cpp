@@ -1,0 +1,737 @@
+// Python bindings of denseprop._core.
+//
+// Arrays arrive as plain handles and are checked by hand (dtype, byte order, contiguity,
+// shape, writability): nothing is ever converted or copied, so an output can never be
+// written into a temporary and lost, and a bad argument is a TypeError or ValueError that
+// names it. Every pointer and shape is read before the GIL is released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cblas.h>
+
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kernels.hpp"
+#include "train.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace {
+
+enum class DType { f32, f64 };
+
+const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "float64"; }
+
+[[noreturn]] void type_error(const std::string& msg) { throw py::type_error(msg); }
+[[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
+
+py::array as_ndarray(py::handle h, const std::string& name) {
+    if (!py::isinstance<py::array>(h))
+        type_error(name + " must be a numpy.ndarray, got " +
+                   std::string(py::str(py::type::of(h).attr("__name__"))) +
+                   "; convert it with numpy.ascontiguousarray(..., dtype=...)");
+    return py::reinterpret_borrow<py::array>(h);
+}
+
+bool is_native(const py::dtype& dt) {
+    const char bo = dt.byteorder();
+    const std::uint16_t probe = 1;
+    const bool little = *reinterpret_cast<const unsigned char*>(&probe) == 1;
+    return bo == '=' || bo == '|' || bo == (little ? '<' : '>');
+}
+
+std::string describe(const py::array& a) {
+    return std::string(py::str(a.dtype())) + " array of shape " + std::string(py::str(a.attr("shape")));
+}
+
+// The float type of an array argument, which must be native-endian float32 or float64.
+DType float_dtype(py::handle h, const std::string& name) {
+    py::array a = as_ndarray(h, name);
+    const py::dtype dt = a.dtype();
+    const bool native = is_native(dt);
+    if (dt.kind() == 'f' && native && (dt.itemsize() == 4 || dt.itemsize() == 8))
+        return dt.itemsize() == 4 ? DType::f32 : DType::f64;
+    type_error(name + " must be a native float32 or float64 array, got " + describe(a) +
+               "; convert it with numpy.ascontiguousarray(" + name + ", dtype=numpy.float32)");
+}
+
+struct Shape {
+    std::int64_t rows = 1, cols = 1;
+};
+
+// Checks one array argument without converting it; returns its data pointer.
+template <typename T>
+T* view(py::handle h, const std::string& name, int ndim, bool writable, Shape* shape = nullptr) {
+    py::array a = as_ndarray(h, name);
+    const py::dtype dt = a.dtype();
+    const bool native = is_native(dt);
+    if (dt.kind() != 'f' || dt.itemsize() != (py::ssize_t)sizeof(T) || !native)
+        type_error(name + " must be a native " + std::string(sizeof(T) == 4 ? "float32" : "float64") +
+                   " array, got " + describe(a) + "; every array argument of one call shares one dtype");
+    if (a.ndim() != ndim)
+        value_error(name + " must be " + std::to_string(ndim) + "-D, got " + describe(a));
+    if (!(a.flags() & py::array::c_style))
+        type_error(name + " must be C-contiguous, got a strided or Fortran-order view; "
+                          "pass numpy.ascontiguousarray(" + name + ")");
+    if (writable && !a.writeable())
+        value_error(name + " is read-only but is written to; pass a writable array");
+    if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(T) != 0)
+        type_error(name + " is not aligned to its element size; pass a copy");
+    for (int d = 0; d < ndim; ++d)
+        if (a.shape(d) > INT_MAX)
+            value_error(name + " has a dimension of " + std::to_string(a.shape(d)) +
+                        ", above the 32-bit BLAS limit of " + std::to_string(INT_MAX));
+    if (shape) {
+        shape->rows = ndim >= 1 ? a.shape(0) : 1;
+        shape->cols = ndim >= 2 ? a.shape(1) : 1;
+    }
+    return writable ? static_cast<T*>(a.mutable_data()) : const_cast<T*>(static_cast<const T*>(a.data()));
+}
+
+void expect_shape(const std::string& name, const Shape& got, std::int64_t rows, std::int64_t cols) {
+    if (got.rows != rows || got.cols != cols)
+        value_error(name + " must have shape (" + std::to_string(rows) + ", " + std::to_string(cols) +
+                    "), got (" + std::to_string(got.rows) + ", " + std::to_string(got.cols) + ")");
+}
+
+void expect_length(const std::string& name, const Shape& got, std::int64_t n) {
+    if (got.rows != n)
+        value_error(name + " must have length " + std::to_string(n) + ", got " + std::to_string(got.rows));
+}
+
+// The byte range of an array, to refuse outputs that overlap inputs (BLAS and the
+// in-place kernels are undefined then).
+struct Span {
+    std::string name;
+    const char* lo;
+    const char* hi;
+};
+
+Span span_of(py::handle h, const std::string& name) {
+    py::array a = py::reinterpret_borrow<py::array>(h);
+    const char* p = static_cast<const char*>(a.data());
+    return {name, p, p + a.nbytes()};
+}
+
+void check_no_overlap(const std::vector<Span>& outputs, const std::vector<Span>& others) {
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+        const Span& o = outputs[i];
+        if (o.lo == o.hi) continue;
+        auto clash = [&](const Span& s) { return s.lo != s.hi && o.lo < s.hi && s.lo < o.hi; };
+        for (std::size_t j = i + 1; j < outputs.size(); ++j)
+            if (clash(outputs[j]))
+                value_error(o.name + " and " + outputs[j].name + " share memory; pass separate arrays");
+        for (const Span& s : others)
+            if (clash(s)) value_error(o.name + " and " + s.name + " share memory; pass separate arrays");
+    }
+}
+
+int to_int(py::handle h, const std::string& name, long long lo, long long hi) {
+    if (py::isinstance<py::bool_>(h) || !py::isinstance<py::int_>(h))
+        type_error(name + " must be an int, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
+    long long v;
+    try {
+        v = h.cast<long long>();
+    } catch (const py::cast_error&) {
+        value_error(name + " is out of range");
+    }
+    if (v < lo || v > hi)
+        value_error(name + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+                    std::to_string(v));
+    return (int)v;
+}
+
+std::int64_t to_int64(py::handle h, const std::string& name, long long lo) {
+    if (py::isinstance<py::bool_>(h) || !py::isinstance<py::int_>(h))
+        type_error(name + " must be an int, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
+    long long v;
+    try {
+        v = h.cast<long long>();
+    } catch (const py::cast_error&) {
+        value_error(name + " is out of range");
+    }
+    if (v < lo) value_error(name + " must be >= " + std::to_string(lo) + ", got " + std::to_string(v));
+    return v;
+}
+
+double to_double(py::handle h, const std::string& name) {
+    if (py::isinstance<py::bool_>(h) || !(py::isinstance<py::float_>(h) || py::isinstance<py::int_>(h)))
+        type_error(name + " must be a float, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
+    const double v = h.cast<double>();
+    if (!std::isfinite(v)) value_error(name + " must be finite, got " + std::to_string(v));
+    return v;
+}
+
+std::string to_string(py::handle h, const std::string& name) {
+    if (!py::isinstance<py::str>(h))
+        type_error(name + " must be a str, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
+    return h.cast<std::string>();
+}
+
+dp::Act to_activation(py::handle h, const std::string& name) {
+    dp::Act a;
+    const std::string s = to_string(h, name);
+    if (!dp::parse_activation(s, a))
+        value_error(name + ": unknown activation '" + s +
+                    "'; choose one of identity, relu, leaky_relu, elu, gelu, sigmoid, tanh, softplus, softmax");
+    return a;
+}
+
+dp::Loss to_loss(py::handle h) {
+    dp::Loss l;
+    const std::string s = to_string(h, "loss");
+    if (!dp::parse_loss(s, l))
+        value_error("loss: unknown loss '" + s + "'; choose one of mse, cross_entropy, mae, huber");
+    return l;
+}
+
+py::list to_list(py::handle h, const std::string& name) {
+    if (!py::isinstance<py::list>(h) && !py::isinstance<py::tuple>(h))
+        type_error(name + " must be a list, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
+    return py::list(py::reinterpret_borrow<py::object>(h));
+}
+
+void check_output_pair(dp::Loss loss, dp::Act out) {
+    if (loss == dp::Loss::cross_entropy && out != dp::Act::softmax && out != dp::Act::sigmoid)
+        value_error("loss 'cross_entropy' needs a 'softmax' or 'sigmoid' output activation");
+}
+
+// A network described by a flat [W0, b0, W1, b1, ...] list and one activation per layer.
+template <typename T>
+dp::Model<T> to_model(py::handle params_h, py::handle acts_h, std::vector<Span>* spans) {
+    py::list params = to_list(params_h, "params");
+    py::list acts = to_list(acts_h, "activations");
+    if (params.size() < 2 || params.size() % 2 != 0)
+        value_error("params must be a non-empty list [W0, b0, W1, b1, ...], got " +
+                    std::to_string(params.size()) + " arrays");
+    const int L = (int)params.size() / 2;
+    if ((int)acts.size() != L)
+        value_error("activations must have one name per layer (" + std::to_string(L) + "), got " +
+                    std::to_string(acts.size()));
+    dp::Model<T> m;
+    for (int l = 0; l < L; ++l) {
+        const std::string wn = "params[" + std::to_string(2 * l) + "] (W" + std::to_string(l) + ")";
+        const std::string bn = "params[" + std::to_string(2 * l + 1) + "] (b" + std::to_string(l) + ")";
+        Shape ws, bs;
+        T* W = view<T>(params[2 * l], wn, 2, true, &ws);
+        T* b = view<T>(params[2 * l + 1], bn, 1, true, &bs);
+        if (ws.rows < 1 || ws.cols < 1) value_error(wn + " must not be empty");
+        if (l == 0) m.sizes.push_back((int)ws.rows);
+        else if (ws.rows != m.sizes.back())
+            value_error(wn + " has " + std::to_string(ws.rows) + " rows but the previous layer has " +
+                        std::to_string(m.sizes.back()) + " outputs");
+        expect_length(bn, bs, ws.cols);
+        m.sizes.push_back((int)ws.cols);
+        m.W.push_back(W);
+        m.b.push_back(b);
+        const dp::Act a = to_activation(acts[l], "activations[" + std::to_string(l) + "]");
+        if (a == dp::Act::softmax && l != L - 1) value_error("softmax is only allowed on the output layer");
+        m.acts.push_back(a);
+        if (spans) {
+            spans->push_back(span_of(params[2 * l], wn));
+            spans->push_back(span_of(params[2 * l + 1], bn));
+        }
+    }
+    return m;
+}
+
+// X (n, n_in), Y (n, n_out), optional w (n): shared checks of the data arguments.
+template <typename T>
+struct Data {
+    const T* X = nullptr;
+    const T* Y = nullptr;
+    const T* w = nullptr;
+    std::int64_t n = 0;
+    std::vector<Span> spans;
+};
+
+template <typename T>
+Data<T> to_data(py::handle X_h, py::handle Y_h, py::handle w_h, const dp::Model<T>& m, bool need_rows) {
+    Data<T> d;
+    Shape xs, ys, wsh;
+    d.X = view<T>(X_h, "X", 2, false, &xs);
+    d.n = xs.rows;
+    if (need_rows && d.n == 0) value_error("X has no rows; pass at least one sample");
+    expect_shape("X", xs, d.n, m.n_in());
+    d.spans.push_back(span_of(X_h, "X"));
+    if (!Y_h.is_none()) {
+        d.Y = view<T>(Y_h, "Y", 2, false, &ys);
+        expect_shape("Y", ys, d.n, m.n_out());
+        d.spans.push_back(span_of(Y_h, "Y"));
+    }
+    if (!w_h.is_none()) {
+        d.w = view<T>(w_h, "sample_weight", 1, false, &wsh);
+        expect_length("sample_weight", wsh, d.n);
+        d.spans.push_back(span_of(w_h, "sample_weight"));
+    }
+    return d;
+}
+
+double* metrics_view(py::handle h, int n_out) {
+    Shape s;
+    double* p = view<double>(h, "metrics", 1, true, &s);
+    expect_length("metrics", s, dp::metrics_size(n_out));
+    return p;
+}
+
+// Polls for Ctrl-C every ~20 ms from inside a loop that runs without the GIL.
+struct SignalPoll {
+    std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+    bool operator()() {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last < std::chrono::milliseconds(20)) return false;
+        last = now;
+        py::gil_scoped_acquire gil;
+        return PyErr_CheckSignals() != 0;
+    }
+};
+
+// ---------------------------------------------------------------------------------------
+// Entry points, each dispatching on the dtype of its first array.
+
+template <typename T>
+void gemm_impl(py::handle A_h, py::handle B_h, py::handle C_h, bool ta, bool tb, double alpha, double beta) {
+    Shape as, bs, cs;
+    const T* A = view<T>(A_h, "A", 2, false, &as);
+    const T* B = view<T>(B_h, "B", 2, false, &bs);
+    T* C = view<T>(C_h, "C", 2, true, &cs);
+    const std::int64_t M = ta ? as.cols : as.rows, K = ta ? as.rows : as.cols;
+    const std::int64_t KB = tb ? bs.cols : bs.rows, N = tb ? bs.rows : bs.cols;
+    if (K != KB)
+        value_error("A and B do not chain: op(A) is (" + std::to_string(M) + ", " + std::to_string(K) +
+                    ") and op(B) is (" + std::to_string(KB) + ", " + std::to_string(N) + ")");
+    expect_shape("C", cs, M, N);
+    check_no_overlap({span_of(C_h, "C")}, {span_of(A_h, "A"), span_of(B_h, "B")});
+    std::optional<py::gil_scoped_release> nogil;
+    if (2.0 * M * N * K >= 2e5) nogil.emplace();
+    dp::gemm<T>(ta, tb, (int)M, (int)N, (int)K, T(alpha), A, (int)as.cols, B, (int)bs.cols, T(beta), C, (int)N);
+}
+
+template <typename T>
+py::array_t<T> new_array(std::int64_t rows, std::int64_t cols, int ndim) {
+    if (ndim == 1) return py::array_t<T>(std::vector<py::ssize_t>{(py::ssize_t)rows});
+    return py::array_t<T>(std::vector<py::ssize_t>{(py::ssize_t)rows, (py::ssize_t)cols});
+}
+
+template <typename T>
+py::object dense_forward_impl(py::handle X_h, py::handle W_h, py::handle b_h) {
+    Shape xs, ws, bs;
+    const T* X = view<T>(X_h, "X", 2, false, &xs);
+    const T* W = view<T>(W_h, "W", 2, false, &ws);
+    const T* b = view<T>(b_h, "b", 1, false, &bs);
+    if (xs.cols != ws.rows)
+        value_error("X has " + std::to_string(xs.cols) + " columns but W has " + std::to_string(ws.rows) + " rows");
+    expect_length("b", bs, ws.cols);
+    auto Z = new_array<T>(xs.rows, ws.cols, 2);
+    T* z = Z.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        dp::dense_forward<T>((int)xs.rows, (int)xs.cols, (int)ws.cols, X, W, b, z);
+    }
+    return std::move(Z);
+}
+
+template <typename T>
+py::object dense_backward_impl(py::handle X_h, py::handle W_h, py::handle dZ_h) {
+    Shape xs, ws, ds;
+    const T* X = view<T>(X_h, "X", 2, false, &xs);
+    const T* W = view<T>(W_h, "W", 2, false, &ws);
+    const T* dZ = view<T>(dZ_h, "dZ", 2, false, &ds);
+    if (xs.cols != ws.rows)
+        value_error("X has " + std::to_string(xs.cols) + " columns but W has " + std::to_string(ws.rows) + " rows");
+    expect_shape("dZ", ds, xs.rows, ws.cols);
+    auto dW = new_array<T>(ws.rows, ws.cols, 2);
+    auto db = new_array<T>(ws.cols, 1, 1);
+    auto dX = new_array<T>(xs.rows, xs.cols, 2);
+    T *pW = dW.mutable_data(), *pb = db.mutable_data(), *pX = dX.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        dp::dense_backward<T>((int)xs.rows, (int)xs.cols, (int)ws.cols, X, W, dZ, pW, pb, pX);
+    }
+    return py::make_tuple(dW, db, dX);
+}
+
+template <typename T>
+py::object activation_forward_impl(dp::Act act, py::handle Z_h) {
+    Shape zs;
+    const T* Z = view<T>(Z_h, "Z", 2, false, &zs);
+    auto Zc = new_array<T>(zs.rows, zs.cols, 2);  // the kernel may write Z; work on a copy
+    auto H = new_array<T>(zs.rows, zs.cols, 2);
+    T *zc = Zc.mutable_data(), *h = H.mutable_data();
+    std::copy(Z, Z + zs.rows * zs.cols, zc);
+    dp::bias_activation_forward<T>(act, (int)zs.rows, (int)zs.cols, zc, nullptr, h);
+    return std::move(H);
+}
+
+template <typename T>
+py::object activation_backward_impl(dp::Act act, py::handle Z_h, py::handle H_h, py::handle dH_h) {
+    Shape zs, hs, ds;
+    const T* Z = view<T>(Z_h, "Z", 2, false, &zs);
+    const T* H = view<T>(H_h, "H", 2, false, &hs);
+    const T* dH = view<T>(dH_h, "dH", 2, false, &ds);
+    expect_shape("H", hs, zs.rows, zs.cols);
+    expect_shape("dH", ds, zs.rows, zs.cols);
+    auto dZ = new_array<T>(zs.rows, zs.cols, 2);
+    dp::activation_backward<T>(act, (int)zs.rows, (int)zs.cols, Z, H, dH, dZ.mutable_data());
+    return std::move(dZ);
+}
+
+template <typename T>
+py::object loss_impl(dp::Loss loss, dp::Act out, py::handle Z_h, py::handle H_h, py::handle Y_h,
+                     py::handle w_h, bool backward) {
+    check_output_pair(loss, out);
+    Shape zs, hs, ys, wsh;
+    const T* Z = view<T>(Z_h, "Z", 2, false, &zs);
+    const T* H = view<T>(H_h, "H", 2, false, &hs);
+    const T* Y = view<T>(Y_h, "Y", 2, false, &ys);
+    expect_shape("H", hs, zs.rows, zs.cols);
+    expect_shape("Y", ys, zs.rows, zs.cols);
+    const T* w = nullptr;
+    if (!w_h.is_none()) {
+        w = view<T>(w_h, "sample_weight", 1, false, &wsh);
+        expect_length("sample_weight", wsh, zs.rows);
+    }
+    if (zs.rows == 0) value_error("Z has no rows; pass at least one sample");
+    const T scale = T(1.0 / double(zs.rows));
+    if (!backward)
+        return py::float_(dp::loss_forward_backward<T>(loss, out, (int)zs.rows, (int)zs.cols, Z, H, Y, w,
+                                                       scale, nullptr, nullptr) / double(zs.rows));
+    auto dZ = new_array<T>(zs.rows, zs.cols, 2);
+    dp::loss_forward_backward<T>(loss, out, (int)zs.rows, (int)zs.cols, Z, H, Y, w, scale,
+                                 dZ.mutable_data(), nullptr);
+    return std::move(dZ);
+}
+
+template <typename T>
+void sgd_step_impl(py::handle p_h, py::handle g_h, double lr) {
+    py::array p = as_ndarray(p_h, "param"), g = as_ndarray(g_h, "grad");
+    const int nd = (int)p.ndim();
+    if (nd < 1 || nd > 2) value_error("param must be 1-D or 2-D, got " + describe(p));
+    T* P = view<T>(p_h, "param", nd, true);
+    const T* G = view<T>(g_h, "grad", nd, false);
+    for (int d = 0; d < nd; ++d)
+        if (p.shape(d) != g.shape(d)) value_error("grad must have the shape of param, got " + describe(g));
+    check_no_overlap({span_of(p_h, "param")}, {span_of(g_h, "grad")});
+    dp::sgd_update<T>((std::size_t)p.size(), P, G, nullptr, T(lr), T(0), false, T(0));
+}
+
+template <typename T>
+void forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, py::handle out_h) {
+    std::vector<Span> pspans;
+    dp::Model<T> m = to_model<T>(params_h, acts_h, &pspans);
+    Data<T> d = to_data<T>(X_h, py::none(), py::none(), m, false);
+    Shape os;
+    T* out = view<T>(out_h, "out", 2, true, &os);
+    expect_shape("out", os, d.n, m.n_out());
+    pspans.insert(pspans.end(), d.spans.begin(), d.spans.end());
+    check_no_overlap({span_of(out_h, "out")}, pspans);
+    py::gil_scoped_release nogil;
+    dp::forward<T>(m, d.X, d.n, out);
+}
+
+template <typename T>
+void evaluate_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle params_h, py::handle acts_h,
+                   dp::Loss loss, py::handle metrics_h) {
+    dp::Model<T> m = to_model<T>(params_h, acts_h, nullptr);
+    m.loss = loss;
+    check_output_pair(loss, m.acts.back());
+    if (Y_h.is_none()) type_error("Y must be an array, got None");
+    Data<T> d = to_data<T>(X_h, Y_h, w_h, m, true);
+    double* metrics = metrics_view(metrics_h, m.n_out());
+    py::gil_scoped_release nogil;
+    dp::evaluate<T>(m, d.X, d.Y, d.w, d.n, metrics);
+}
+
+template <typename T>
+void gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle params_h, py::handle acts_h,
+                    dp::Loss loss, py::handle grads_h) {
+    std::vector<Span> ins;
+    dp::Model<T> m = to_model<T>(params_h, acts_h, &ins);
+    m.loss = loss;
+    check_output_pair(loss, m.acts.back());
+    if (Y_h.is_none()) type_error("Y must be an array, got None");
+    Data<T> d = to_data<T>(X_h, Y_h, w_h, m, true);
+    ins.insert(ins.end(), d.spans.begin(), d.spans.end());
+    py::list grads = to_list(grads_h, "grads");
+    const int L = m.n_layers();
+    if ((int)grads.size() != 2 * L)
+        value_error("grads must be a list of " + std::to_string(2 * L) + " arrays like params, got " +
+                    std::to_string(grads.size()));
+    std::vector<T*> gW, gb;
+    std::vector<Span> outs;
+    for (int l = 0; l < L; ++l) {
+        Shape ws, bs;
+        const std::string wn = "grads[" + std::to_string(2 * l) + "]", bn = "grads[" + std::to_string(2 * l + 1) + "]";
+        gW.push_back(view<T>(grads[2 * l], wn, 2, true, &ws));
+        gb.push_back(view<T>(grads[2 * l + 1], bn, 1, true, &bs));
+        expect_shape(wn, ws, m.sizes[l], m.sizes[l + 1]);
+        expect_length(bn, bs, m.sizes[l + 1]);
+        outs.push_back(span_of(grads[2 * l], wn));
+        outs.push_back(span_of(grads[2 * l + 1], bn));
+    }
+    check_no_overlap(outs, ins);
+    py::gil_scoped_release nogil;
+    dp::gradients<T>(m, d.X, d.Y, d.w, d.n, gW, gb);
+}
+
+dp::OptimizerConfig to_optimizer(py::handle name_h, py::handle options_h) {
+    dp::OptimizerConfig c;
+    const std::string name = to_string(name_h, "optimizer");
+    if (!dp::parse_optimizer(name, c.kind))
+        value_error("optimizer: unknown optimizer '" + name + "'; choose 'sgd' or 'adam'");
+    if (!py::isinstance<py::dict>(options_h))
+        type_error("options must be a dict of optimizer hyper-parameters");
+    py::dict o = py::reinterpret_borrow<py::dict>(options_h);
+    for (auto item : o) {
+        const std::string key = to_string(item.first, "options key");
+        if (key == "nesterov") {
+            if (!py::isinstance<py::bool_>(item.second)) type_error("options['nesterov'] must be a bool");
+            c.nesterov = item.second.cast<bool>();
+            continue;
+        }
+        const double v = to_double(item.second, "options['" + key + "']");
+        if (key == "lr") c.lr = v;
+        else if (key == "momentum") c.momentum = v;
+        else if (key == "weight_decay") c.weight_decay = v;
+        else if (key == "beta1") c.beta1 = v;
+        else if (key == "beta2") c.beta2 = v;
+        else if (key == "eps") c.eps = v;
+        else value_error("options: unknown key '" + key + "'");
+    }
+    if (!(c.lr > 0)) value_error("options['lr'] must be > 0");
+    if (c.momentum < 0 || c.momentum >= 1) value_error("options['momentum'] must be in [0, 1)");
+    if (c.weight_decay < 0) value_error("options['weight_decay'] must be >= 0");
+    if (c.beta1 < 0 || c.beta1 >= 1 || c.beta2 < 0 || c.beta2 >= 1)
+        value_error("options['beta1'] and options['beta2'] must be in [0, 1)");
+    if (!(c.eps > 0)) value_error("options['eps'] must be > 0");
+    if (c.kind == dp::Opt::sgd && c.nesterov && c.momentum == 0)
+        value_error("nesterov momentum needs momentum > 0");
+    return c;
+}
+
+template <typename T>
+std::int64_t train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle perm_h,
+                              py::handle params_h, py::handle acts_h, dp::Loss loss, int batch_size,
+                              const dp::OptimizerConfig& opt, py::handle state_h, std::int64_t step,
+                              py::handle metrics_h) {
+    std::vector<Span> outs;
+    dp::Model<T> m = to_model<T>(params_h, acts_h, &outs);
+    m.loss = loss;
+    check_output_pair(loss, m.acts.back());
+    if (Y_h.is_none()) type_error("Y must be an array, got None");
+    Data<T> d = to_data<T>(X_h, Y_h, w_h, m, true);
+    const std::int64_t* perm = nullptr;
+    if (!perm_h.is_none()) {
+        py::array p = as_ndarray(perm_h, "perm");
+        const py::dtype dt = p.dtype();
+        if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native(dt) || p.ndim() != 1 ||
+            !(p.flags() & py::array::c_style))
+            type_error("perm must be a 1-D C-contiguous int64 array, got " + describe(p));
+        if (p.shape(0) != d.n)
+            value_error("perm must have length " + std::to_string(d.n) + ", got " + std::to_string(p.shape(0)));
+        perm = static_cast<const std::int64_t*>(p.data());
+        for (std::int64_t i = 0; i < d.n; ++i)
+            if (perm[i] < 0 || perm[i] >= d.n)
+                value_error("perm[" + std::to_string(i) + "] = " + std::to_string(perm[i]) +
+                            " is not a row index in [0, " + std::to_string(d.n) + ")");
+    }
+    py::list state = to_list(state_h, "state");
+    const int k = opt.states_per_param();
+    const int L = m.n_layers();
+    if ((int)state.size() != k * 2 * L)
+        value_error("state must hold " + std::to_string(k * 2 * L) + " arrays (" + std::to_string(k) +
+                    " per parameter for this optimizer), got " + std::to_string(state.size()));
+    std::vector<T*> st;
+    for (int l = 0; l < L; ++l)
+        for (int which = 0; which < 2; ++which)
+            for (int j = 0; j < k; ++j) {
+                const int idx = (2 * l + which) * k + j;
+                const std::string nm = "state[" + std::to_string(idx) + "]";
+                Shape s;
+                st.push_back(view<T>(state[idx], nm, which == 0 ? 2 : 1, true, &s));
+                if (which == 0) expect_shape(nm, s, m.sizes[l], m.sizes[l + 1]);
+                else expect_length(nm, s, m.sizes[l + 1]);
+                outs.push_back(span_of(state[idx], nm));
+            }
+    double* metrics = metrics_view(metrics_h, m.n_out());
+    outs.push_back(span_of(metrics_h, "metrics"));
+    std::vector<Span> ins = d.spans;
+    if (!perm_h.is_none()) ins.push_back(span_of(perm_h, "perm"));
+    check_no_overlap(outs, ins);
+
+    SignalPoll poll;
+    dp::StopCheck check = [&poll]() { return poll(); };
+    bool stopped = false;
+    std::int64_t new_step;
+    {
+        py::gil_scoped_release nogil;
+        new_step = dp::train_epoch<T>(m, d.X, d.Y, d.w, d.n, perm, batch_size, opt, st, step, metrics,
+                                      check, &stopped);
+    }
+    if (stopped) {
+        // Tell the caller how many optimizer steps completed before the interrupt.
+        py::error_already_set err;
+        if (err.value()) {
+            try {
+                err.value().attr("step") = new_step;
+            } catch (py::error_already_set&) {
+            }
+        }
+        throw err;
+    }
+    return new_step;
+}
+
+DType dtype_of_params(py::handle params_h) {
+    py::list params = to_list(params_h, "params");
+    if (params.size() == 0) value_error("params must be a non-empty list [W0, b0, W1, b1, ...]");
+    return float_dtype(params[0], "params[0] (W0)");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+    mod.doc() = "denseprop's C++ kernels. Arrays must be C-contiguous native float32 or float64; "
+                "nothing is converted or copied.";
+
+    mod.def(
+        "gemm",
+        [](py::handle A, py::handle B, py::handle C, bool trans_a, bool trans_b, double alpha, double beta) {
+            if (float_dtype(C, "C") == DType::f32) gemm_impl<float>(A, B, C, trans_a, trans_b, alpha, beta);
+            else gemm_impl<double>(A, B, C, trans_a, trans_b, alpha, beta);
+        },
+        "A"_a, "B"_a, "C"_a, "trans_a"_a = false, "trans_b"_a = false, "alpha"_a = 1.0, "beta"_a = 0.0,
+        "C (M, N) = alpha * op(A) @ op(B) + beta * C, in place. op(A) is A.T when trans_a.");
+
+    mod.def(
+        "dense_forward",
+        [](py::handle X, py::handle W, py::handle b) {
+            return float_dtype(X, "X") == DType::f32 ? dense_forward_impl<float>(X, W, b)
+                                                      : dense_forward_impl<double>(X, W, b);
+        },
+        "X"_a, "W"_a, "b"_a, "Z (n, n_out) = X (n, n_in) @ W (n_in, n_out) + b (n_out,).");
+
+    mod.def(
+        "dense_backward",
+        [](py::handle X, py::handle W, py::handle dZ) {
+            return float_dtype(X, "X") == DType::f32 ? dense_backward_impl<float>(X, W, dZ)
+                                                      : dense_backward_impl<double>(X, W, dZ);
+        },
+        "X"_a, "W"_a, "dZ"_a, "(dW, db, dX) = (X.T @ dZ, dZ.sum(0), dZ @ W.T).");
+
+    mod.def(
+        "activation_forward",
+        [](py::handle name, py::handle Z) {
+            const dp::Act a = to_activation(name, "name");
+            return float_dtype(Z, "Z") == DType::f32 ? activation_forward_impl<float>(a, Z)
+                                                      : activation_forward_impl<double>(a, Z);
+        },
+        "name"_a, "Z"_a, "H = act(Z), Z (n, k); softmax is row-wise.");
+
+    mod.def(
+        "activation_backward",
+        [](py::handle name, py::handle Z, py::handle H, py::handle dH) {
+            const dp::Act a = to_activation(name, "name");
+            return float_dtype(Z, "Z") == DType::f32 ? activation_backward_impl<float>(a, Z, H, dH)
+                                                      : activation_backward_impl<double>(a, Z, H, dH);
+        },
+        "name"_a, "Z"_a, "H"_a, "dH"_a, "dZ = dH * act'(Z) (softmax: the row-wise Jacobian product).");
+
+    mod.def(
+        "loss_forward",
+        [](py::handle loss, py::handle out, py::handle Z, py::handle H, py::handle Y, py::handle w) {
+            const dp::Loss l = to_loss(loss);
+            const dp::Act a = to_activation(out, "output_activation");
+            return float_dtype(Z, "Z") == DType::f32 ? loss_impl<float>(l, a, Z, H, Y, w, false)
+                                                      : loss_impl<double>(l, a, Z, H, Y, w, false);
+        },
+        "loss"_a, "output_activation"_a, "Z"_a, "H"_a, "Y"_a, "sample_weight"_a = py::none(),
+        "Mean loss (1/B) sum_i w_i loss_i of output pre-activations Z (B, k), H = act(Z), targets Y.");
+
+    mod.def(
+        "loss_backward",
+        [](py::handle loss, py::handle out, py::handle Z, py::handle H, py::handle Y, py::handle w) {
+            const dp::Loss l = to_loss(loss);
+            const dp::Act a = to_activation(out, "output_activation");
+            return float_dtype(Z, "Z") == DType::f32 ? loss_impl<float>(l, a, Z, H, Y, w, true)
+                                                      : loss_impl<double>(l, a, Z, H, Y, w, true);
+        },
+        "loss"_a, "output_activation"_a, "Z"_a, "H"_a, "Y"_a, "sample_weight"_a = py::none(),
+        "dZ (B, k): the gradient of loss_forward with respect to Z.");
+
+    mod.def(
+        "sgd_step",
+        [](py::handle param, py::handle grad, py::handle lr_h) {
+            const double lr = to_double(lr_h, "lr");
+            if (float_dtype(param, "param") == DType::f32) sgd_step_impl<float>(param, grad, lr);
+            else sgd_step_impl<double>(param, grad, lr);
+        },
+        "param"_a, "grad"_a, "lr"_a, "param -= lr * grad, in place.");
+
+    mod.def(
+        "forward",
+        [](py::handle X, py::handle params, py::handle acts, py::handle out) {
+            if (dtype_of_params(params) == DType::f32) forward_impl<float>(X, params, acts, out);
+            else forward_impl<double>(X, params, acts, out);
+        },
+        "X"_a, "params"_a, "activations"_a, "out"_a,
+        "out (n, n_out) = the network's output for X (n, n_in); params = [W0, b0, W1, b1, ...].");
+
+    mod.def(
+        "evaluate",
+        [](py::handle X, py::handle Y, py::handle w, py::handle params, py::handle acts, py::handle loss,
+           py::handle metrics) {
+            const dp::Loss l = to_loss(loss);
+            if (dtype_of_params(params) == DType::f32) evaluate_impl<float>(X, Y, w, params, acts, l, metrics);
+            else evaluate_impl<double>(X, Y, w, params, acts, l, metrics);
+        },
+        "X"_a, "Y"_a, "sample_weight"_a, "params"_a, "activations"_a, "loss"_a, "metrics"_a,
+        "Adds [sum_i w_i loss_i, weighted correct rows, weighted squared error per output] to metrics.");
+
+    mod.def(
+        "gradients",
+        [](py::handle X, py::handle Y, py::handle w, py::handle params, py::handle acts, py::handle loss,
+           py::handle grads) {
+            const dp::Loss l = to_loss(loss);
+            if (dtype_of_params(params) == DType::f32) gradients_impl<float>(X, Y, w, params, acts, l, grads);
+            else gradients_impl<double>(X, Y, w, params, acts, l, grads);
+        },
+        "X"_a, "Y"_a, "sample_weight"_a, "params"_a, "activations"_a, "loss"_a, "grads"_a,
+        "grads = [dW0, db0, ...] of (1/n) sum_i w_i loss_i over all rows of X.");
+
+    mod.def(
+        "train_epoch",
+        [](py::handle X, py::handle Y, py::handle w, py::handle perm, py::handle params, py::handle acts,
+           py::handle loss, py::handle batch_size, py::handle optimizer, py::handle options, py::handle state,
+           py::handle step, py::handle metrics) {
+            const dp::Loss l = to_loss(loss);
+            const int bs = to_int(batch_size, "batch_size", 1, INT_MAX);
+            const dp::OptimizerConfig opt = to_optimizer(optimizer, options);
+            const std::int64_t st = to_int64(step, "step", 0);
+            if (dtype_of_params(params) == DType::f32)
+                return train_epoch_impl<float>(X, Y, w, perm, params, acts, l, bs, opt, state, st, metrics);
+            return train_epoch_impl<double>(X, Y, w, perm, params, acts, l, bs, opt, state, st, metrics);
+        },
+        "X"_a, "Y"_a, "sample_weight"_a, "perm"_a, "params"_a, "activations"_a, "loss"_a, "batch_size"_a,
+        "optimizer"_a, "options"_a, "state"_a, "step"_a, "metrics"_a,
+        "One epoch of mini-batch training in place; returns the optimizer step count after it.");
+
+    mod.def(
+        "set_num_threads",
+        [](py::handle n) { scipy_openblas_set_num_threads(to_int(n, "n", 1, 1024)); }, "n"_a,
+        "Threads of denseprop's OpenBLAS.");
+    mod.def("get_num_threads", []() { return scipy_openblas_get_num_threads(); });
+    mod.def("blas_info", []() {
+        return py::dict("config"_a = std::string(scipy_openblas_get_config()),
+                        "core"_a = std::string(scipy_openblas_get_corename()),
+                        "threads"_a = scipy_openblas_get_num_threads());
+    });
+}

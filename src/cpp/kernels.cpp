@@ -1,0 +1,422 @@
+// Kernel implementations; see kernels.hpp for the contract of each function.
+#include "kernels.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace dp {
+
+bool parse_activation(const std::string& s, Act& a) {
+    static const struct { const char* name; Act act; } table[] = {
+        {"identity", Act::identity}, {"relu", Act::relu},       {"leaky_relu", Act::leaky_relu},
+        {"elu", Act::elu},           {"gelu", Act::gelu},       {"sigmoid", Act::sigmoid},
+        {"tanh", Act::tanh},         {"softplus", Act::softplus}, {"softmax", Act::softmax}};
+    for (const auto& e : table)
+        if (s == e.name) { a = e.act; return true; }
+    return false;
+}
+
+bool parse_loss(const std::string& s, Loss& l) {
+    if (s == "mse") l = Loss::mse;
+    else if (s == "cross_entropy") l = Loss::cross_entropy;
+    else if (s == "mae") l = Loss::mae;
+    else if (s == "huber") l = Loss::huber;
+    else return false;
+    return true;
+}
+
+bool parse_optimizer(const std::string& s, Opt& o) {
+    if (s == "sgd") o = Opt::sgd;
+    else if (s == "adam") o = Opt::adam;
+    else return false;
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Matrix products
+
+namespace {
+
+// Below this many multiply-adds a plain loop beats the BLAS call overhead
+// (measured with benchmarks/: the textbook and tabular nets).
+constexpr long kSmallGemm = 24 * 1024;
+
+inline void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
+                      const float* B, int ldb, float beta, float* C, int ldc) {
+    scipy_cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+inline void blas_gemm(bool ta, bool tb, int M, int N, int K, double alpha, const double* A,
+                      int lda, const double* B, int ldb, double beta, double* C, int ldc) {
+    scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                      M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <typename T>
+inline void scale_rows(int M, int N, T beta, T* C, int ldc) {
+    for (int i = 0; i < M; ++i) {
+        T* c = C + (std::size_t)i * ldc;
+        if (beta == T(0)) std::fill(c, c + N, T(0));
+        else if (beta != T(1))
+            for (int j = 0; j < N; ++j) c[j] *= beta;
+    }
+}
+
+// Loops ordered so the innermost one runs along contiguous rows and vectorises.
+template <typename T>
+void gemm_small(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B,
+                int ldb, T beta, T* C, int ldc) {
+    if (!tb) {
+        scale_rows(M, N, beta, C, ldc);
+        for (int i = 0; i < M; ++i) {
+            T* c = C + (std::size_t)i * ldc;
+            for (int k = 0; k < K; ++k) {
+                const T a = alpha * (ta ? A[(std::size_t)k * lda + i] : A[(std::size_t)i * lda + k]);
+                const T* b = B + (std::size_t)k * ldb;
+                for (int j = 0; j < N; ++j) c[j] += a * b[j];
+            }
+        }
+        return;
+    }
+    // op(B) = B^T: C[i,j] = sum_k op(A)[i,k] * B[j,k], a dot product along rows of B.
+    for (int i = 0; i < M; ++i) {
+        T* c = C + (std::size_t)i * ldc;
+        for (int j = 0; j < N; ++j) {
+            const T* b = B + (std::size_t)j * ldb;
+            T s = 0;
+            if (!ta) {
+                const T* a = A + (std::size_t)i * lda;
+#pragma omp simd reduction(+ : s)
+                for (int k = 0; k < K; ++k) s += a[k] * b[k];
+            } else {
+                for (int k = 0; k < K; ++k) s += A[(std::size_t)k * lda + i] * b[k];
+            }
+            c[j] = (beta == T(0)) ? alpha * s : alpha * s + beta * c[j];
+        }
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+          T beta, T* C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        scale_rows(M, N, beta, C, ldc);
+        return;
+    }
+    if ((long)M * N * K <= kSmallGemm)
+        gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <typename T>
+void column_sums(int rows, int cols, const T* dZ, T alpha, T beta, T* db) {
+    if (beta == T(0)) std::fill(db, db + cols, T(0));
+    else if (beta != T(1))
+        for (int j = 0; j < cols; ++j) db[j] *= beta;
+    if (alpha == T(1)) {
+        for (int i = 0; i < rows; ++i) {
+            const T* d = dZ + (std::size_t)i * cols;
+            for (int j = 0; j < cols; ++j) db[j] += d[j];
+        }
+        return;
+    }
+    // Sum first, then scale: the same rounding as alpha * sum(dZ).
+    for (int j = 0; j < cols; ++j) {
+        T s = 0;
+        for (int i = 0; i < rows; ++i) s += dZ[(std::size_t)i * cols + j];
+        db[j] += alpha * s;
+    }
+}
+
+template <typename T>
+void dense_forward(int rows, int n_in, int n_out, const T* X, const T* W, const T* b, T* Z) {
+    gemm<T>(false, false, rows, n_out, n_in, T(1), X, n_in, W, n_out, T(0), Z, n_out);
+    if (b) bias_activation_forward<T>(Act::identity, rows, n_out, Z, b, Z);
+}
+
+template <typename T>
+void dense_backward(int rows, int n_in, int n_out, const T* X, const T* W, const T* dZ, T* dW,
+                    T* db, T* dX) {
+    gemm<T>(true, false, n_in, n_out, rows, T(1), X, n_in, dZ, n_out, T(0), dW, n_out);
+    column_sums<T>(rows, n_out, dZ, T(1), T(0), db);
+    if (dX) gemm<T>(false, true, rows, n_in, n_out, T(1), dZ, n_out, W, n_out, T(0), dX, n_in);
+}
+
+// ---------------------------------------------------------------------------------------
+// Activations
+
+namespace {
+
+template <typename T>
+inline T sigmoid(T z) {
+    if (z >= T(0)) return T(1) / (T(1) + std::exp(-z));
+    const T e = std::exp(z);
+    return e / (T(1) + e);
+}
+
+template <typename T>
+inline T softplus(T z) {  // log(1 + e^z) without overflow
+    return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
+}
+
+constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
+constexpr double kGeluA = 0.044715;
+
+template <typename T>
+inline T gelu(T z) {
+    const T u = T(kGeluC) * (z + T(kGeluA) * z * z * z);
+    return T(0.5) * z * (T(1) + std::tanh(u));
+}
+
+template <typename T>
+inline T gelu_grad(T z) {
+    const T u = T(kGeluC) * (z + T(kGeluA) * z * z * z);
+    const T t = std::tanh(u);
+    return T(0.5) * (T(1) + t) + T(0.5) * z * (T(1) - t * t) * T(kGeluC) * (T(1) + T(3 * kGeluA) * z * z);
+}
+
+template <typename T>
+inline T elementwise(Act act, T z) {
+    switch (act) {
+        case Act::relu: return z > T(0) ? z : T(0);
+        case Act::leaky_relu: return z > T(0) ? z : T(kLeakySlope) * z;
+        case Act::elu: return z > T(0) ? z : T(kEluAlpha) * std::expm1(z);
+        case Act::gelu: return gelu(z);
+        case Act::sigmoid: return sigmoid(z);
+        case Act::tanh: return std::tanh(z);
+        case Act::softplus: return softplus(z);
+        default: return z;
+    }
+}
+
+// act'(z) written with h = act(z) wherever that is exact, so H may overwrite Z.
+template <typename T>
+inline T derivative(Act act, T z, T h) {
+    switch (act) {
+        case Act::relu: return h > T(0) ? T(1) : T(0);
+        case Act::leaky_relu: return h > T(0) ? T(1) : T(kLeakySlope);
+        case Act::elu: return h > T(0) ? T(1) : h + T(kEluAlpha);
+        case Act::gelu: return gelu_grad(z);
+        case Act::sigmoid: return h * (T(1) - h);
+        case Act::tanh: return T(1) - h * h;
+        case Act::softplus: return sigmoid(z);
+        default: return T(1);
+    }
+}
+
+template <typename T>
+void softmax_row(int cols, const T* z, T* h) {
+    T mx = z[0];
+    for (int j = 1; j < cols; ++j) mx = std::max(mx, z[j]);
+    T s = 0;
+    for (int j = 0; j < cols; ++j) { h[j] = std::exp(z[j] - mx); s += h[j]; }
+    const T inv = T(1) / s;
+    for (int j = 0; j < cols; ++j) h[j] *= inv;
+}
+
+}  // namespace
+
+template <typename T>
+void bias_activation_forward(Act act, int rows, int cols, T* Z, const T* bias, T* H) {
+    const bool keep_z = act_needs_z(act) || act == Act::softmax || H != Z;
+    for (int i = 0; i < rows; ++i) {
+        T* z = Z + (std::size_t)i * cols;
+        T* h = H + (std::size_t)i * cols;
+        if (bias && keep_z)
+            for (int j = 0; j < cols; ++j) z[j] += bias[j];
+        if (act == Act::softmax) { softmax_row(cols, z, h); continue; }
+        // Separate loops per activation so each one vectorises on its own.
+        if (bias && !keep_z) {
+            switch (act) {
+                case Act::relu:
+                    for (int j = 0; j < cols; ++j) { const T v = z[j] + bias[j]; h[j] = v > T(0) ? v : T(0); }
+                    break;
+                case Act::identity:
+                    for (int j = 0; j < cols; ++j) h[j] = z[j] + bias[j];
+                    break;
+                default:
+                    for (int j = 0; j < cols; ++j) h[j] = elementwise(act, z[j] + bias[j]);
+            }
+        } else {
+            switch (act) {
+                case Act::relu:
+                    for (int j = 0; j < cols; ++j) h[j] = z[j] > T(0) ? z[j] : T(0);
+                    break;
+                case Act::identity:
+                    if (h != z) std::copy(z, z + cols, h);
+                    break;
+                default:
+                    for (int j = 0; j < cols; ++j) h[j] = elementwise(act, z[j]);
+            }
+        }
+    }
+}
+
+template <typename T>
+void activation_backward(Act act, int rows, int cols, const T* Z, const T* H, const T* dH, T* dZ) {
+    const std::size_t n = (std::size_t)rows * cols;
+    switch (act) {
+        case Act::identity:
+            if (dZ != dH) std::copy(dH, dH + n, dZ);
+            return;
+        case Act::relu:
+            for (std::size_t k = 0; k < n; ++k) dZ[k] = H[k] > T(0) ? dH[k] : T(0);
+            return;
+        case Act::softmax:
+            for (int i = 0; i < rows; ++i) {
+                const T* h = H + (std::size_t)i * cols;
+                const T* g = dH + (std::size_t)i * cols;
+                T* d = dZ + (std::size_t)i * cols;
+                T s = 0;
+                for (int j = 0; j < cols; ++j) s += g[j] * h[j];
+                for (int j = 0; j < cols; ++j) d[j] = h[j] * (g[j] - s);
+            }
+            return;
+        default:
+            for (std::size_t k = 0; k < n; ++k)
+                dZ[k] = dH[k] * derivative(act, Z ? Z[k] : T(0), H[k]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Losses
+
+template <typename T>
+double loss_forward_backward(Loss loss, Act out_act, int rows, int cols, const T* Z, const T* H,
+                             const T* Y, const T* w, T scale, T* dZ, double* metrics) {
+    double total = 0.0;
+    const bool classify = loss == Loss::cross_entropy;
+    for (int i = 0; i < rows; ++i) {
+        const std::size_t off = (std::size_t)i * cols;
+        const T* z = Z + off;
+        const T* h = H + off;
+        const T* y = Y + off;
+        const T wi = w ? w[i] : T(1);
+        double row = 0.0;
+        T* d = dZ ? dZ + off : nullptr;
+        const T g = scale * wi;  // the row's weight in the batch's gradient
+        if (classify && out_act == Act::softmax) {
+            // -sum_j y_j log p_j with log p_j = z_j - logsumexp(z): no log of an underflowed p.
+            T mx = z[0];
+            for (int j = 1; j < cols; ++j) mx = std::max(mx, z[j]);
+            double se = 0.0;
+            for (int j = 0; j < cols; ++j) se += std::exp(double(z[j] - mx));
+            const double lse = double(mx) + std::log(se);
+            T ysum = 0;
+            for (int j = 0; j < cols; ++j) { row += double(y[j]) * (lse - double(z[j])); ysum += y[j]; }
+            if (d)
+                for (int j = 0; j < cols; ++j) d[j] = g * (h[j] * ysum - y[j]);
+        } else if (classify) {  // sigmoid outputs, one binary cross-entropy per output
+            for (int j = 0; j < cols; ++j) {
+                const double zj = z[j];
+                row += std::max(zj, 0.0) - double(y[j]) * zj + std::log1p(std::exp(-std::abs(zj)));
+                if (d) d[j] = g * (h[j] - y[j]);
+            }
+        } else {
+            for (int j = 0; j < cols; ++j) {
+                const T r = h[j] - y[j];
+                T dh;
+                switch (loss) {
+                    case Loss::mae:
+                        row += std::abs(double(r));
+                        dh = T((r > T(0)) - (r < T(0)));
+                        break;
+                    case Loss::huber: {
+                        const double ar = std::abs(double(r));
+                        row += ar <= kHuberDelta ? 0.5 * ar * ar : kHuberDelta * (ar - 0.5 * kHuberDelta);
+                        dh = std::clamp(r, T(-kHuberDelta), T(kHuberDelta));
+                        break;
+                    }
+                    default:
+                        row += 0.5 * double(r) * double(r);
+                        dh = r;
+                }
+                if (d) d[j] = g * dh;
+            }
+            if (d && out_act != Act::identity) activation_backward(out_act, 1, cols, z, h, d, d);
+        }
+        total += double(wi) * row;
+        if (metrics) {
+            if (classify) {
+                bool correct = true;
+                if (out_act == Act::softmax) {
+                    int ph = 0, py = 0;
+                    for (int j = 1; j < cols; ++j) {
+                        if (h[j] > h[ph]) ph = j;
+                        if (y[j] > y[py]) py = j;
+                    }
+                    correct = ph == py;
+                } else {
+                    for (int j = 0; j < cols && correct; ++j) correct = (h[j] > T(0.5)) == (y[j] > T(0.5));
+                }
+                if (correct) metrics[0] += double(wi);
+            } else {
+                for (int j = 0; j < cols; ++j) {
+                    const double r = double(h[j]) - double(y[j]);
+                    metrics[1 + j] += double(wi) * r * r;
+                }
+            }
+        }
+    }
+    return total;
+}
+
+// ---------------------------------------------------------------------------------------
+// Optimizers
+
+template <typename T>
+void sgd_update(std::size_t n, T* p, const T* g, T* vel, T lr, T momentum, bool nesterov, T decay) {
+    if (momentum == T(0) || !vel) {
+        if (decay == T(0))
+            for (std::size_t k = 0; k < n; ++k) p[k] -= lr * g[k];
+        else
+            for (std::size_t k = 0; k < n; ++k) p[k] -= lr * (g[k] + decay * p[k]);
+        return;
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+        const T gk = g[k] + decay * p[k];
+        vel[k] = momentum * vel[k] + gk;
+        p[k] -= lr * (nesterov ? gk + momentum * vel[k] : vel[k]);
+    }
+}
+
+template <typename T>
+void adam_update(std::size_t n, T* p, const T* g, T* m, T* v, T lr, T beta1, T beta2, T eps,
+                 T decay, std::int64_t step) {
+    const double t = double(step);
+    const T bc1 = T(1.0 - std::pow(double(beta1), t));
+    const T bc2_sqrt = T(std::sqrt(1.0 - std::pow(double(beta2), t)));
+    const T step_size = lr / bc1;
+    for (std::size_t k = 0; k < n; ++k) {
+        const T gk = g[k] + decay * p[k];
+        m[k] = beta1 * m[k] + (T(1) - beta1) * gk;
+        v[k] = beta2 * v[k] + (T(1) - beta2) * gk * gk;
+        p[k] -= step_size * m[k] / (std::sqrt(v[k]) / bc2_sqrt + eps);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Instantiations
+
+#define DP_INSTANTIATE(T)                                                                        \
+    template void gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, T, T*, int); \
+    template void dense_forward<T>(int, int, int, const T*, const T*, const T*, T*);              \
+    template void dense_backward<T>(int, int, int, const T*, const T*, const T*, T*, T*, T*);     \
+    template void column_sums<T>(int, int, const T*, T, T, T*);                                  \
+    template void bias_activation_forward<T>(Act, int, int, T*, const T*, T*);                    \
+    template void activation_backward<T>(Act, int, int, const T*, const T*, const T*, T*);        \
+    template double loss_forward_backward<T>(Loss, Act, int, int, const T*, const T*, const T*,   \
+                                             const T*, T, T*, double*);                          \
+    template void sgd_update<T>(std::size_t, T*, const T*, T*, T, T, bool, T);                    \
+    template void adam_update<T>(std::size_t, T*, const T*, T*, T*, T, T, T, T, T, std::int64_t);
+
+DP_INSTANTIATE(float)
+DP_INSTANTIATE(double)
+
+}  // namespace dp

@@ -1,0 +1,71 @@
+// Whole-network passes built on the kernels: inference, evaluation, full-batch
+// gradients and one epoch of mini-batch training, each in a single call.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "kernels.hpp"
+
+namespace dp {
+
+// A network's parameters, borrowed from the caller. Layer l maps sizes[l] -> sizes[l+1].
+template <typename T>
+struct Model {
+    std::vector<int> sizes;     // n_layers + 1 widths
+    std::vector<T*> W;          // W[l] (sizes[l], sizes[l+1])
+    std::vector<T*> b;          // b[l] (sizes[l+1])
+    std::vector<Act> acts;      // one per layer; the last one is the output activation
+    Loss loss = Loss::mse;
+    int n_layers() const { return (int)W.size(); }
+    int n_in() const { return sizes.front(); }
+    int n_out() const { return sizes.back(); }
+};
+
+struct OptimizerConfig {
+    Opt kind = Opt::sgd;
+    double lr = 0.01, momentum = 0.0, weight_decay = 0.0;
+    bool nesterov = false;
+    double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    // State arrays each parameter needs: velocity for momentum SGD, (m, v) for Adam.
+    int states_per_param() const {
+        return kind == Opt::adam ? 2 : (momentum != 0.0 ? 1 : 0);
+    }
+};
+
+// Metrics layout shared by evaluate and train_epoch (float64, 2 + n_out entries):
+// [sum of w_i * loss_i, weighted correct rows, weighted squared error per output ...].
+inline int metrics_size(int n_out) { return 2 + n_out; }
+
+// Called every few milliseconds of work; returning true stops the loop early.
+using StopCheck = std::function<bool()>;
+
+// out (n, n_out) = the network's output for X (n, n_in), in chunks of bounded workspace.
+template <typename T>
+void forward(const Model<T>& m, const T* X, std::int64_t n, T* out);
+
+// Adds the loss and metrics over X (n, n_in), Y (n, n_out), w (n, optional) to metrics.
+template <typename T>
+void evaluate(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n,
+              double* metrics);
+
+// gW[l], gb[l] = gradients of (1/n) * sum_i w_i loss_i over all n rows (chunked).
+template <typename T>
+void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n,
+               const std::vector<T*>& gW, const std::vector<T*>& gb);
+
+// One epoch of mini-batch training. Rows are visited in the order perm (n entries; null
+// means 0..n-1) in batches of batch_size, the last one possibly smaller; each batch does
+// forward, backward and one optimizer step. state holds states_per_param() arrays per
+// parameter in the order W0, b0, W1, b1, ... (each state's arrays adjacent). step is the
+// number of optimizer steps taken before this epoch; the new count is returned.
+// The loss and metrics of each batch's forward pass are added to metrics.
+// If should_stop returns true the epoch ends after the current step; *stopped is set.
+template <typename T>
+std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n,
+                         const std::int64_t* perm, int batch_size, const OptimizerConfig& opt,
+                         const std::vector<T*>& state, std::int64_t step, double* metrics,
+                         const StopCheck& should_stop, bool* stopped);
+
+}  // namespace dp

@@ -1,0 +1,173 @@
+"""Model files: a versioned, self-describing .npz archive, written atomically, never pickled.
+
+Layout: ``meta`` (a JSON string: format and library version, layers, activations, loss,
+dtype, optimizer with its schedule, random-generator state and a SHA-256 checksum of
+everything else), ``W0, b0, W1, b1, ...`` and the optimizer's state arrays ``S0, S1, ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import __version__
+from .optimizers import OPTIMIZERS, SCHEDULES
+
+FORMAT = "denseprop"
+FORMAT_VERSION = 1
+
+
+def _checksum(meta: dict, arrays: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
+    for name in sorted(arrays):
+        a = arrays[name]
+        h.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def save_network(net, path) -> None:
+    path = os.fspath(path)
+    opt = net.optimizer
+    arrays = {}
+    for l, (w, b) in enumerate(zip(net.weights, net.biases)):
+        arrays[f"W{l}"], arrays[f"b{l}"] = w, b
+    for i, s in enumerate(opt.state):
+        arrays[f"S{i}"] = s
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "layers": net.layers,
+        "activation": net.activation,
+        "output_activation": net.output_activation,
+        "loss": net.loss,
+        "dtype": net.dtype.name,
+        "backend": net.backend,
+        "seed": net.seed,
+        "init": net.init,
+        "optimizer": {
+            "class": type(opt).__name__,
+            "config": opt.get_config(),
+            "schedule": {"class": type(opt.schedule).__name__, "config": opt.schedule.get_config(),
+                         "state": opt.schedule.get_state()},
+            "step": int(opt.step),
+            "epochs": int(opt.epochs),
+            "n_state": len(opt.state),
+        },
+        "rng": net._rng.bit_generator.state,
+    }
+    meta["checksum"] = _checksum(meta, arrays)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class _Damaged(ValueError):
+    pass
+
+
+def _read(path):
+    """(meta, arrays) of a model file; ValueError for anything that is not a sound one."""
+    with open(path, "rb") as f:  # a missing or unreadable file raises Python's own OSError
+        data = f.read()
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            names = set(npz.files)
+            if "meta" not in names:
+                raise _Damaged("it has no 'meta' record")
+            meta = json.loads(str(npz["meta"][()]))
+            arrays = {name: npz[name] for name in names - {"meta"}}
+    except _Damaged:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, IndexError, ValueError, TypeError,
+            zipfile.LargeZipFile, UnicodeDecodeError, json.JSONDecodeError, RuntimeError) as err:
+        raise _Damaged(f"it is truncated, damaged or not an .npz archive ({type(err).__name__}: {err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _Damaged("it is not a denseprop model (no 'format': 'denseprop' in its metadata)")
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise _Damaged("its format version is missing")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer denseprop (file format {version}, library "
+                         f"{meta.get('library_version')}); this denseprop {__version__} reads format "
+                         f"{FORMAT_VERSION} and older: upgrade denseprop to load it")
+    if meta.get("checksum") != _checksum(meta, arrays):
+        raise _Damaged("its checksum does not match its contents: it was edited by hand or damaged")
+    return meta, arrays
+
+
+def load_network(cls, path, backend=None):
+    path = os.fspath(path)
+    try:
+        meta, arrays = _read(path)
+        return _build(cls, meta, arrays, backend)
+    except _Damaged as err:
+        raise ValueError(f"cannot load {path}: {err}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        if isinstance(err, ValueError) and str(err).startswith(path):
+            raise
+        raise ValueError(f"cannot load {path}: its metadata is inconsistent ({type(err).__name__}: {err})") from None
+
+
+def _build(cls, meta, arrays, backend):
+    layers = meta["layers"]
+    n_layers = len(layers) - 1
+    weights, biases = [], []
+    for l in range(n_layers):
+        for name, out in ((f"W{l}", weights), (f"b{l}", biases)):
+            if name not in arrays:
+                raise _Damaged(f"parameter {name} is missing")
+            if arrays[name].dtype != np.dtype(meta["dtype"]):
+                raise _Damaged(f"parameter {name} has dtype {arrays[name].dtype}, not {meta['dtype']}")
+            out.append(arrays[name])
+    net = cls(layers, activation=meta["activation"], output_activation=meta["output_activation"],
+              loss=meta["loss"], dtype=meta["dtype"], seed=meta["seed"],
+              backend=backend if backend is not None else meta["backend"], init=(weights, biases))
+    net.init = meta["init"]
+    rng_state = meta["rng"]
+    if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != "PCG64":
+        raise _Damaged("its random-generator state is not a PCG64 state")
+    net._rng.bit_generator.state = rng_state
+
+    o = meta["optimizer"]
+    opt_cls, sched_cls = OPTIMIZERS.get(o["class"]), SCHEDULES.get(o["schedule"]["class"])
+    if opt_cls is None or sched_cls is None:
+        raise _Damaged(f"unknown optimizer {o['class']!r} or schedule {o['schedule']['class']!r}")
+    schedule = sched_cls(**o["schedule"]["config"])
+    schedule.set_state(o["schedule"]["state"])
+    opt = opt_cls(**o["config"], schedule=schedule)
+    params = net._params()
+    k = opt.states_per_param()
+    if o["n_state"] != k * len(params):
+        raise _Damaged(f"the optimizer needs {k * len(params)} state arrays, the file lists {o['n_state']}")
+    state = []
+    for i in range(o["n_state"]):
+        s = arrays.get(f"S{i}")
+        p = params[i // k]
+        if s is None or s.shape != p.shape or s.dtype != p.dtype:
+            raise _Damaged(f"optimizer state S{i} is missing or does not match parameter shape {p.shape}")
+        state.append(np.array(s, order="C"))
+    opt.state, opt.step, opt.epochs, opt._owner = state, int(o["step"]), int(o["epochs"]), net
+    if opt.step < 0 or opt.epochs < 0:
+        raise _Damaged("negative optimizer step or epoch count")
+    net.optimizer = opt
+    return net

@@ -1,0 +1,597 @@
+"""NumPy reference backend: the executable specification of ``denseprop._core``.
+
+Every function here has the name, signature and semantics of its C++ counterpart and is
+written in plain vectorised NumPy for clarity. The tests hold the C++ backend to it.
+
+Conventions shared with ``_core``:
+
+* arrays are C-contiguous float32 or float64; all arrays of one call share one dtype;
+* a network is a flat list ``params = [W0, b0, W1, b1, ...]`` with ``W_l`` of shape
+  ``(fan_in, fan_out)`` and ``b_l`` of shape ``(fan_out,)``, plus one activation name per layer
+  (the last one is the output activation);
+* a loss is a mean over the B rows of a batch and a sum over outputs, each row weighted by
+  its optional sample weight: ``L = (1/B) * sum_i w_i * loss_i``;
+* ``metrics`` is a float64 array ``[sum_i w_i loss_i, weighted correct rows,
+  weighted squared error of output 0, output 1, ...]`` that evaluate/train_epoch add to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+ELU_ALPHA = 1.0
+HUBER_DELTA = 1.0
+_GELU_C = np.sqrt(2.0 / np.pi)
+_GELU_A = 0.044715
+
+
+# --------------------------------------------------------------------------------------
+# Activations: H = act(Z) and act'(Z) written with H wherever that is exact.
+
+def _sigmoid(z):
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    e = np.exp(z[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def _softplus(z):
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def _gelu(z):
+    c, a = z.dtype.type(_GELU_C), z.dtype.type(_GELU_A)
+    return z.dtype.type(0.5) * z * (1 + np.tanh(c * (z + a * z * z * z)))
+
+
+def _gelu_grad(z):
+    c, a = z.dtype.type(_GELU_C), z.dtype.type(_GELU_A)
+    t = np.tanh(c * (z + a * z * z * z))
+    half = z.dtype.type(0.5)
+    return half * (1 + t) + half * z * (1 - t * t) * c * (1 + z.dtype.type(3 * _GELU_A) * z * z)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e * (1 / e.sum(axis=1, keepdims=True))
+
+
+ACTIVATIONS = {
+    "identity": lambda z: z.copy(),
+    "relu": lambda z: np.maximum(z, 0),
+    "leaky_relu": lambda z: np.where(z > 0, z, z.dtype.type(LEAKY_SLOPE) * z),
+    "elu": lambda z: np.where(z > 0, z, z.dtype.type(ELU_ALPHA) * np.expm1(np.minimum(z, 0))),
+    "gelu": _gelu,
+    "sigmoid": _sigmoid,
+    "tanh": np.tanh,
+    "softplus": _softplus,
+    "softmax": _softmax,
+}
+
+# act'(Z) as a function of (Z, H); softmax is row-wise and handled in activation_backward.
+DERIVATIVES = {
+    "identity": lambda z, h: np.ones_like(h),
+    "relu": lambda z, h: (h > 0).astype(h.dtype),
+    "leaky_relu": lambda z, h: np.where(h > 0, h.dtype.type(1), h.dtype.type(LEAKY_SLOPE)),
+    "elu": lambda z, h: np.where(h > 0, h.dtype.type(1), h + h.dtype.type(ELU_ALPHA)),
+    "gelu": lambda z, h: _gelu_grad(z),
+    "sigmoid": lambda z, h: h * (1 - h),
+    "tanh": lambda z, h: 1 - h * h,
+    "softplus": lambda z, h: _sigmoid(z),
+}
+
+LOSSES = ("mse", "cross_entropy", "mae", "huber")
+OPTIMIZERS = ("sgd", "adam")
+
+
+# --------------------------------------------------------------------------------------
+# Argument checks, mirroring the C++ bindings (no conversion, no copy).
+
+def _array(a, name, ndim, writable=False, dtype=None):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}; "
+                        f"convert it with numpy.ascontiguousarray(..., dtype=...)")
+    if a.dtype.kind != "f" or a.dtype.itemsize not in (4, 8) or not a.dtype.isnative \
+            or (dtype is not None and a.dtype != dtype):
+        want = "float32 or float64" if dtype is None else np.dtype(dtype).name
+        raise TypeError(f"{name} must be a native {want} array, got {a.dtype} array of shape {a.shape}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {a.dtype} array of shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise TypeError(f"{name} must be C-contiguous, got a strided or Fortran-order view; "
+                        f"pass numpy.ascontiguousarray({name})")
+    if writable and not a.flags.writeable:
+        raise ValueError(f"{name} is read-only but is written to; pass a writable array")
+    return a
+
+
+def _name(x, name, choices):
+    if not isinstance(x, str):
+        raise TypeError(f"{name} must be a str, got {type(x).__name__}")
+    if x not in choices:
+        raise ValueError(f"{name}: unknown value {x!r}; choose one of {', '.join(choices)}")
+    return x
+
+
+def _activation(x, name="name"):
+    return _name(x, name, tuple(ACTIVATIONS))
+
+
+def _model(params, activations):
+    if not isinstance(params, (list, tuple)):
+        raise TypeError(f"params must be a list, got {type(params).__name__}")
+    if not isinstance(activations, (list, tuple)):
+        raise TypeError(f"activations must be a list, got {type(activations).__name__}")
+    if len(params) < 2 or len(params) % 2:
+        raise ValueError(f"params must be a non-empty list [W0, b0, W1, b1, ...], got {len(params)} arrays")
+    n_layers = len(params) // 2
+    if len(activations) != n_layers:
+        raise ValueError(f"activations must have one name per layer ({n_layers}), got {len(activations)}")
+    dtype = _array(params[0], "params[0] (W0)", 2).dtype
+    Ws, bs = [], []
+    for l in range(n_layers):
+        W = _array(params[2 * l], f"params[{2 * l}] (W{l})", 2, True, dtype)
+        b = _array(params[2 * l + 1], f"params[{2 * l + 1}] (b{l})", 1, True, dtype)
+        if W.size == 0:
+            raise ValueError(f"params[{2 * l}] (W{l}) must not be empty")
+        if l and W.shape[0] != Ws[-1].shape[1]:
+            raise ValueError(f"params[{2 * l}] (W{l}) has {W.shape[0]} rows but the previous layer "
+                             f"has {Ws[-1].shape[1]} outputs")
+        if b.shape[0] != W.shape[1]:
+            raise ValueError(f"params[{2 * l + 1}] (b{l}) must have length {W.shape[1]}, got {b.shape[0]}")
+        act = _activation(activations[l], f"activations[{l}]")
+        if act == "softmax" and l != n_layers - 1:
+            raise ValueError("softmax is only allowed on the output layer")
+        Ws.append(W)
+        bs.append(b)
+    return Ws, bs, list(activations), dtype
+
+
+def _check_output_pair(loss, out_act):
+    if loss == "cross_entropy" and out_act not in ("softmax", "sigmoid"):
+        raise ValueError("loss 'cross_entropy' needs a 'softmax' or 'sigmoid' output activation")
+
+
+def _data(X, Y, w, Ws, dtype, need_rows=True):
+    X = _array(X, "X", 2, dtype=dtype)
+    n = X.shape[0]
+    if need_rows and n == 0:
+        raise ValueError("X has no rows; pass at least one sample")
+    if X.shape[1] != Ws[0].shape[0]:
+        raise ValueError(f"X must have shape ({n}, {Ws[0].shape[0]}), got {X.shape}")
+    if Y is not None:
+        Y = _array(Y, "Y", 2, dtype=dtype)
+        if Y.shape != (n, Ws[-1].shape[1]):
+            raise ValueError(f"Y must have shape ({n}, {Ws[-1].shape[1]}), got {Y.shape}")
+    if w is not None:
+        w = _array(w, "sample_weight", 1, dtype=dtype)
+        if w.shape[0] != n:
+            raise ValueError(f"sample_weight must have length {n}, got {w.shape[0]}")
+    return X, Y, w
+
+
+def _metrics(metrics, n_out):
+    m = _array(metrics, "metrics", 1, True, np.float64)
+    if m.shape[0] != 2 + n_out:
+        raise ValueError(f"metrics must have length {2 + n_out}, got {m.shape[0]}")
+    return m
+
+
+def _chunk_rows(Ws, n):
+    """Rows per chunk of forward/evaluate/gradients: the C++ backend's rule."""
+    width = sum(2 * W.shape[1] for W in Ws)
+    rows = min(max((4 << 20) // max(width, 1), 64), 4096)
+    return max(1, min(rows, n))
+
+
+# --------------------------------------------------------------------------------------
+# Single operations
+
+def gemm(A, B, C, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """C (M, N) = alpha * op(A) @ op(B) + beta * C, in place; op(A) is A.T when trans_a."""
+    dtype = _array(C, "C", 2, True).dtype
+    A = _array(A, "A", 2, dtype=dtype)
+    B = _array(B, "B", 2, dtype=dtype)
+    opA = A.T if trans_a else A
+    opB = B.T if trans_b else B
+    if opA.shape[1] != opB.shape[0]:
+        raise ValueError(f"A and B do not chain: op(A) is {opA.shape} and op(B) is {opB.shape}")
+    if C.shape != (opA.shape[0], opB.shape[1]):
+        raise ValueError(f"C must have shape {(opA.shape[0], opB.shape[1])}, got {C.shape}")
+    if np.shares_memory(C, A) or np.shares_memory(C, B):
+        raise ValueError("C and an input share memory; pass separate arrays")
+    prod = opA @ opB
+    a, b = dtype.type(alpha), dtype.type(beta)
+    if b == 0:
+        C[...] = a * prod
+    else:
+        C[...] = a * prod + b * C
+
+
+def dense_forward(X, W, b):
+    """Z (n, n_out) = X (n, n_in) @ W (n_in, n_out) + b (n_out,)."""
+    X = _array(X, "X", 2)
+    W = _array(W, "W", 2, dtype=X.dtype)
+    b = _array(b, "b", 1, dtype=X.dtype)
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(f"X has {X.shape[1]} columns but W has {W.shape[0]} rows")
+    if b.shape[0] != W.shape[1]:
+        raise ValueError(f"b must have length {W.shape[1]}, got {b.shape[0]}")
+    return X @ W + b
+
+
+def dense_backward(X, W, dZ):
+    """(dW, db, dX) = (X.T @ dZ, dZ.sum(0), dZ @ W.T)."""
+    X = _array(X, "X", 2)
+    W = _array(W, "W", 2, dtype=X.dtype)
+    dZ = _array(dZ, "dZ", 2, dtype=X.dtype)
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(f"X has {X.shape[1]} columns but W has {W.shape[0]} rows")
+    if dZ.shape != (X.shape[0], W.shape[1]):
+        raise ValueError(f"dZ must have shape ({X.shape[0]}, {W.shape[1]}), got {dZ.shape}")
+    return X.T @ dZ, dZ.sum(axis=0), dZ @ W.T
+
+
+def activation_forward(name, Z):
+    """H = act(Z) for Z (n, k); softmax is row-wise."""
+    name = _activation(name)
+    Z = _array(Z, "Z", 2)
+    return ACTIVATIONS[name](Z)
+
+
+def activation_backward(name, Z, H, dH):
+    """dZ = dH * act'(Z); for softmax the row-wise Jacobian product H * (dH - sum(dH * H))."""
+    name = _activation(name)
+    Z = _array(Z, "Z", 2)
+    H = _array(H, "H", 2, dtype=Z.dtype)
+    dH = _array(dH, "dH", 2, dtype=Z.dtype)
+    if H.shape != Z.shape or dH.shape != Z.shape:
+        raise ValueError(f"H and dH must have the shape of Z {Z.shape}, got {H.shape} and {dH.shape}")
+    return _act_backward(name, Z, H, dH)
+
+
+def _act_backward(name, Z, H, dH):
+    if name == "softmax":
+        return H * (dH - (dH * H).sum(axis=1, keepdims=True))
+    if name == "identity":
+        return dH.copy()
+    return dH * DERIVATIVES[name](Z, H)
+
+
+def _row_losses(loss, out_act, Z, H, Y):
+    """Per-row losses (float64) and dLoss_row/dZ (in the arrays' dtype)."""
+    if loss == "cross_entropy" and out_act == "softmax":
+        mx = Z.max(axis=1, keepdims=True)
+        lse = mx.astype(np.float64) + np.log(np.exp((Z - mx).astype(np.float64)).sum(axis=1, keepdims=True))
+        rows = (Y.astype(np.float64) * (lse - Z.astype(np.float64))).sum(axis=1)
+        return rows, H * Y.sum(axis=1, keepdims=True) - Y
+    if loss == "cross_entropy":
+        z = Z.astype(np.float64)
+        rows = (np.maximum(z, 0) - Y.astype(np.float64) * z + np.log1p(np.exp(-np.abs(z)))).sum(axis=1)
+        return rows, H - Y
+    R = H - Y
+    r = R.astype(np.float64)
+    if loss == "mae":
+        rows, dH = np.abs(r).sum(axis=1), np.sign(R)
+    elif loss == "huber":
+        a = np.abs(r)
+        rows = np.where(a <= HUBER_DELTA, 0.5 * a * a, HUBER_DELTA * (a - 0.5 * HUBER_DELTA)).sum(axis=1)
+        dH = np.clip(R, -HUBER_DELTA, HUBER_DELTA).astype(R.dtype)
+    else:
+        rows, dH = 0.5 * (r * r).sum(axis=1), R
+    return rows, dH
+
+
+def _loss_grad(loss, out_act, Z, H, Y, w, scale):
+    """(sum_i w_i loss_i, dZ = scale * d/dZ of that sum)."""
+    rows, dH = _row_losses(loss, out_act, Z, H, Y)
+    g = np.full((Z.shape[0], 1), scale, dtype=Z.dtype) if w is None else (scale * w)[:, None]
+    dH = g * dH
+    if loss != "cross_entropy" and out_act != "identity":
+        dH = _act_backward(out_act, Z, H, dH)
+    total = rows.sum() if w is None else (w.astype(np.float64) * rows).sum()
+    return float(total), dH
+
+
+def _add_metrics(loss, out_act, H, Y, w, metrics):
+    wf = np.ones(H.shape[0]) if w is None else w.astype(np.float64)
+    if loss == "cross_entropy":
+        if out_act == "softmax":
+            correct = H.argmax(axis=1) == Y.argmax(axis=1)
+        else:
+            correct = ((H > 0.5) == (Y > 0.5)).all(axis=1)
+        metrics[1] += wf[correct].sum()
+    else:
+        r = H.astype(np.float64) - Y.astype(np.float64)
+        metrics[2:] += (wf[:, None] * r * r).sum(axis=0)
+
+
+def _loss_args(loss, output_activation, Z, H, Y, sample_weight):
+    loss = _name(loss, "loss", LOSSES)
+    out = _activation(output_activation, "output_activation")
+    _check_output_pair(loss, out)
+    Z = _array(Z, "Z", 2)
+    H = _array(H, "H", 2, dtype=Z.dtype)
+    Y = _array(Y, "Y", 2, dtype=Z.dtype)
+    if H.shape != Z.shape or Y.shape != Z.shape:
+        raise ValueError(f"H and Y must have the shape of Z {Z.shape}, got {H.shape} and {Y.shape}")
+    w = None if sample_weight is None else _array(sample_weight, "sample_weight", 1, dtype=Z.dtype)
+    if w is not None and w.shape[0] != Z.shape[0]:
+        raise ValueError(f"sample_weight must have length {Z.shape[0]}, got {w.shape[0]}")
+    if Z.shape[0] == 0:
+        raise ValueError("Z has no rows; pass at least one sample")
+    return loss, out, Z, H, Y, w
+
+
+def loss_forward(loss, output_activation, Z, H, Y, sample_weight=None):
+    """Mean loss (1/B) sum_i w_i loss_i of output pre-activations Z (B, k), H = act(Z), targets Y."""
+    loss, out, Z, H, Y, w = _loss_args(loss, output_activation, Z, H, Y, sample_weight)
+    rows, _ = _row_losses(loss, out, Z, H, Y)
+    total = rows.sum() if w is None else (w.astype(np.float64) * rows).sum()
+    return float(total) / Z.shape[0]
+
+
+def loss_backward(loss, output_activation, Z, H, Y, sample_weight=None):
+    """dZ (B, k): the gradient of loss_forward with respect to Z."""
+    loss, out, Z, H, Y, w = _loss_args(loss, output_activation, Z, H, Y, sample_weight)
+    return _loss_grad(loss, out, Z, H, Y, w, Z.dtype.type(1.0 / Z.shape[0]))[1]
+
+
+def sgd_step(param, grad, lr):
+    """param -= lr * grad, in place."""
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr):
+        raise TypeError(f"lr must be a finite float, got {lr!r}")
+    if not isinstance(param, np.ndarray) or param.ndim not in (1, 2):
+        raise ValueError("param must be a 1-D or 2-D array")
+    param = _array(param, "param", param.ndim, True)
+    grad = _array(grad, "grad", param.ndim, dtype=param.dtype)
+    if grad.shape != param.shape:
+        raise ValueError(f"grad must have the shape of param {param.shape}, got {grad.shape}")
+    param -= param.dtype.type(lr) * grad
+
+
+# --------------------------------------------------------------------------------------
+# Whole-network passes
+
+def _forward_layers(Ws, bs, acts, X):
+    """Per-layer (Z, H) of one batch; Z is the pre-activation."""
+    cache, h = [], X
+    for W, b, act in zip(Ws, bs, acts):
+        z = h @ W + b
+        h = ACTIVATIONS[act](z)
+        cache.append((z, h))
+    return cache
+
+
+def _backward_layers(Ws, acts, X, cache, dZ):
+    """Yields (l, layer input, dZ_l) from the output layer down, taking dZ_l @ W_l.T from W_l
+    before the caller may update it."""
+    for l in range(len(Ws) - 1, -1, -1):
+        inp = X if l == 0 else cache[l - 1][1]
+        dH = dZ @ Ws[l].T if l else None
+        yield l, inp, dZ
+        if l:
+            z, h = cache[l - 1]
+            dZ = _act_backward(acts[l - 1], z, h, dH)
+
+
+def forward(X, params, activations, out):
+    """out (n, n_out) = the network's output for X (n, n_in); params = [W0, b0, W1, b1, ...]."""
+    Ws, bs, acts, dtype = _model(params, activations)
+    X, _, _ = _data(X, None, None, Ws, dtype, need_rows=False)
+    out = _array(out, "out", 2, True, dtype)
+    if out.shape != (X.shape[0], Ws[-1].shape[1]):
+        raise ValueError(f"out must have shape ({X.shape[0]}, {Ws[-1].shape[1]}), got {out.shape}")
+    chunk = _chunk_rows(Ws, X.shape[0])
+    for s in range(0, X.shape[0], chunk):
+        out[s:s + chunk] = _forward_layers(Ws, bs, acts, X[s:s + chunk])[-1][1]
+
+
+def evaluate(X, Y, sample_weight, params, activations, loss, metrics):
+    """Adds [sum_i w_i loss_i, weighted correct rows, weighted squared error per output] to metrics."""
+    loss = _name(loss, "loss", LOSSES)
+    Ws, bs, acts, dtype = _model(params, activations)
+    _check_output_pair(loss, acts[-1])
+    if Y is None:
+        raise TypeError("Y must be an array, got None")
+    X, Y, w = _data(X, Y, sample_weight, Ws, dtype)
+    metrics = _metrics(metrics, Ws[-1].shape[1])
+    chunk = _chunk_rows(Ws, X.shape[0])
+    for s in range(0, X.shape[0], chunk):
+        sl = slice(s, s + chunk)
+        wc = None if w is None else w[sl]
+        z, h = _forward_layers(Ws, bs, acts, X[sl])[-1]
+        rows, _ = _row_losses(loss, acts[-1], z, h, Y[sl])
+        metrics[0] += rows.sum() if wc is None else (wc.astype(np.float64) * rows).sum()
+        _add_metrics(loss, acts[-1], h, Y[sl], wc, metrics)
+
+
+def gradients(X, Y, sample_weight, params, activations, loss, grads):
+    """grads = [dW0, db0, ...] of (1/n) sum_i w_i loss_i over all rows of X."""
+    loss = _name(loss, "loss", LOSSES)
+    Ws, bs, acts, dtype = _model(params, activations)
+    _check_output_pair(loss, acts[-1])
+    if Y is None:
+        raise TypeError("Y must be an array, got None")
+    X, Y, w = _data(X, Y, sample_weight, Ws, dtype)
+    if not isinstance(grads, (list, tuple)) or len(grads) != len(params):
+        raise ValueError(f"grads must be a list of {len(params)} arrays like params")
+    for i, (g, p) in enumerate(zip(grads, params)):
+        _array(g, f"grads[{i}]", p.ndim, True, dtype)
+        if g.shape != p.shape:
+            raise ValueError(f"grads[{i}] must have shape {p.shape}, got {g.shape}")
+        g[...] = 0
+    n = X.shape[0]
+    chunk = _chunk_rows(Ws, n)
+    scale = dtype.type(1.0 / n)
+    for s in range(0, n, chunk):
+        sl = slice(s, s + chunk)
+        Xc = X[sl]
+        cache = _forward_layers(Ws, bs, acts, Xc)
+        z, h = cache[-1]
+        _, dZ = _loss_grad(loss, acts[-1], z, h, Y[sl], None if w is None else w[sl], scale)
+        for l, inp, d in _backward_layers(Ws, acts, Xc, cache, dZ):
+            grads[2 * l] += inp.T @ d
+            grads[2 * l + 1] += d.sum(axis=0)
+
+
+def _optimizer_options(optimizer, options):
+    optimizer = _name(optimizer, "optimizer", OPTIMIZERS)
+    if not isinstance(options, dict):
+        raise TypeError("options must be a dict of optimizer hyper-parameters")
+    o = dict(lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8)
+    for key, v in options.items():
+        if key not in o:
+            raise ValueError(f"options: unknown key {key!r}")
+        if key == "nesterov":
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError("options['nesterov'] must be a bool")
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"options[{key!r}] must be a float, got {type(v).__name__}")
+        elif not np.isfinite(v):
+            raise ValueError(f"options[{key!r}] must be finite, got {v}")
+        o[key] = v
+    if not o["lr"] > 0:
+        raise ValueError("options['lr'] must be > 0")
+    if not 0 <= o["momentum"] < 1:
+        raise ValueError("options['momentum'] must be in [0, 1)")
+    if o["weight_decay"] < 0:
+        raise ValueError("options['weight_decay'] must be >= 0")
+    if not (0 <= o["beta1"] < 1 and 0 <= o["beta2"] < 1):
+        raise ValueError("options['beta1'] and options['beta2'] must be in [0, 1)")
+    if not o["eps"] > 0:
+        raise ValueError("options['eps'] must be > 0")
+    if optimizer == "sgd" and o["nesterov"] and o["momentum"] == 0:
+        raise ValueError("nesterov momentum needs momentum > 0")
+    return optimizer, o
+
+
+def states_per_param(optimizer, options):
+    """How many state arrays each parameter needs: (m, v) for Adam, a velocity for momentum SGD."""
+    if optimizer == "adam":
+        return 2
+    return 1 if options.get("momentum", 0.0) != 0 else 0
+
+
+def _update(optimizer, o, p, g, states, step, decay):
+    """One optimizer step on parameter p (in place), PyTorch's definitions."""
+    t = p.dtype.type
+    lr, wd = t(o["lr"]), t(decay)
+    if optimizer == "adam":
+        m, v = states
+        b1, b2 = t(o["beta1"]), t(o["beta2"])
+        g = g + wd * p
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        bc1 = t(1.0 - o["beta1"] ** step)
+        bc2_sqrt = t(np.sqrt(1.0 - o["beta2"] ** step))
+        p -= (lr / bc1) * m / (np.sqrt(v) / bc2_sqrt + t(o["eps"]))
+    elif states:
+        (vel,) = states
+        mu = t(o["momentum"])
+        g = g + wd * p
+        vel *= mu
+        vel += g
+        p -= lr * (g + mu * vel if o["nesterov"] else vel)
+    else:
+        p -= lr * (g + wd * p) if decay else lr * g
+
+
+def train_epoch(X, Y, sample_weight, perm, params, activations, loss, batch_size, optimizer, options,
+                state, step, metrics):
+    """One epoch of mini-batch training, in place.
+
+    Rows are visited in the order ``perm`` (int64, length n; None means 0..n-1) in batches of
+    ``batch_size`` rows, the last one possibly smaller. Each batch makes a forward pass, adds
+    its loss and metrics to ``metrics``, back-propagates and takes one optimizer step.
+    ``state`` holds states_per_param() arrays per parameter, in the order W0, b0, W1, ...
+    with each parameter's arrays adjacent. ``step`` is the number of steps taken before;
+    the new count is returned.
+    """
+    loss = _name(loss, "loss", LOSSES)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if not 1 <= batch_size <= 2**31 - 1:
+        raise ValueError(f"batch_size must be in [1, {2**31 - 1}], got {batch_size}")
+    optimizer, o = _optimizer_options(optimizer, options)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise TypeError(f"step must be an int, got {type(step).__name__}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    Ws, bs, acts, dtype = _model(params, activations)
+    _check_output_pair(loss, acts[-1])
+    if Y is None:
+        raise TypeError("Y must be an array, got None")
+    X, Y, w = _data(X, Y, sample_weight, Ws, dtype)
+    n = X.shape[0]
+    if perm is not None:
+        if not isinstance(perm, np.ndarray) or perm.dtype != np.int64 or perm.ndim != 1 \
+                or not perm.flags.c_contiguous:
+            raise TypeError("perm must be a 1-D C-contiguous int64 array")
+        if perm.shape[0] != n:
+            raise ValueError(f"perm must have length {n}, got {perm.shape[0]}")
+        if n and (perm.min() < 0 or perm.max() >= n):
+            raise ValueError(f"perm holds a value that is not a row index in [0, {n})")
+    k = states_per_param(optimizer, o)
+    if not isinstance(state, (list, tuple)) or len(state) != k * len(params):
+        raise ValueError(f"state must hold {k * len(params)} arrays ({k} per parameter for this optimizer)")
+    for i, s in enumerate(state):
+        p = params[i // k]
+        _array(s, f"state[{i}]", p.ndim, True, dtype)
+        if s.shape != p.shape:
+            raise ValueError(f"state[{i}] must have shape {p.shape}, got {s.shape}")
+    metrics = _metrics(metrics, Ws[-1].shape[1])
+
+    batch = min(batch_size, n)
+    try:
+        step = _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, batch, optimizer, o, state, k, step, metrics)
+    except KeyboardInterrupt as e:
+        e.step = getattr(e, "step", step)
+        raise
+    return step
+
+
+def _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, batch, optimizer, o, state, k, step, metrics):
+    n, dtype = X.shape[0], X.dtype
+    for s in range(0, n, batch):
+        idx = slice(s, s + batch) if perm is None else perm[s:s + batch]
+        Xb, Yb = X[idx], Y[idx]
+        wb = None if w is None else w[idx]
+        rows = Xb.shape[0]
+        cache = _forward_layers(Ws, bs, acts, Xb)
+        z, h = cache[-1]
+        total, dZ = _loss_grad(loss, acts[-1], z, h, Yb, wb, dtype.type(1.0 / rows))
+        metrics[0] += total
+        _add_metrics(loss, acts[-1], h, Yb, wb, metrics)
+        step += 1
+        for l, inp, d in _backward_layers(Ws, acts, Xb, cache, dZ):
+            dW, db = inp.T @ d, d.sum(axis=0)
+            _update(optimizer, o, Ws[l], dW, state[2 * l * k:(2 * l + 1) * k], step, o["weight_decay"])
+            _update(optimizer, o, bs[l], db, state[(2 * l + 1) * k:(2 * l + 2) * k], step, 0.0)
+    return step
+
+
+def set_num_threads(n):
+    """Threads of NumPy's BLAS, through threadpoolctl when it is installed."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without threadpoolctl NumPy's threads cannot be changed at run time
+        return
+    threadpool_limits(n, user_api="blas")
+
+
+def get_num_threads():
+    """Threads of NumPy's BLAS (1 when threadpoolctl is not installed to ask)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return 1
+    counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(counts) if counts else 1
