@@ -1,0 +1,244 @@
+"""Single C++ operations against the NumPy reference, and the bindings' argument checks."""
+
+import numpy as np
+import pytest
+
+from denseprop import _core, reference
+from helpers import OP_TOL, rel_err
+
+DTYPES = [np.float32, np.float64]
+ACTS = list(reference.ACTIVATIONS)
+SHAPES = [(1, 1, 1), (1, 2, 2), (3, 1, 4), (7, 5, 3), (32, 64, 8), (64, 33, 65), (128, 256, 96)]
+
+
+def rand(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", SHAPES)
+def test_dense_forward_backward(dtype, M, K, N):
+    rng = np.random.default_rng(M * 1000 + K * 10 + N)
+    X, W, b, dZ = rand(rng, (M, K), dtype), rand(rng, (K, N), dtype), rand(rng, N, dtype), rand(rng, (M, N), dtype)
+    Z = _core.dense_forward(X, W, b)
+    assert Z.dtype == dtype and Z.shape == (M, N)
+    assert rel_err(Z, reference.dense_forward(X, W, b)) < OP_TOL[dtype]
+    for got, want in zip(_core.dense_backward(X, W, dZ), reference.dense_backward(X, W, dZ)):
+        assert got.dtype == dtype and got.shape == want.shape
+        assert rel_err(got, want) < OP_TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("M,K,N", [(2, 3, 4), (17, 9, 5), (100, 80, 60)])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)])
+def test_gemm(dtype, trans_a, trans_b, M, K, N, alpha, beta):
+    rng = np.random.default_rng(0)
+    A = rand(rng, (K, M) if trans_a else (M, K), dtype)
+    B = rand(rng, (N, K) if trans_b else (K, N), dtype)
+    C0 = rand(rng, (M, N), dtype)
+    C1, C2 = C0.copy(), C0.copy()
+    _core.gemm(A, B, C1, trans_a, trans_b, alpha, beta)
+    reference.gemm(A, B, C2, trans_a, trans_b, alpha, beta)
+    assert rel_err(C1, C2) < OP_TOL[dtype] * 10  # K-term sums in different orders
+
+
+def test_gemm_beta_zero_ignores_nan_in_output():
+    A = np.ones((3, 2), np.float32)
+    B = np.ones((2, 4), np.float32)
+    C = np.full((3, 4), np.nan, np.float32)
+    _core.gemm(A, B, C)
+    np.testing.assert_array_equal(C, 2.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ACTS)
+def test_activations(dtype, act):
+    rng = np.random.default_rng(1)
+    Z = rand(rng, (33, 7), dtype, 3.0)
+    Z[0, :] = [0, -1e-3, 1e-3, 30, -30, 80, -80]  # kinks and saturation
+    dH = rand(rng, (33, 7), dtype)
+    H = _core.activation_forward(act, Z)
+    H_ref = reference.activation_forward(act, Z)
+    assert np.isfinite(H).all()
+    assert rel_err(H, H_ref) < OP_TOL[dtype]
+    dZ = _core.activation_backward(act, Z, H_ref, dH)
+    assert rel_err(dZ, reference.activation_backward(act, Z, H_ref, dH)) < OP_TOL[dtype]
+
+
+LOSS_PAIRS = [("mse", "identity"), ("mse", "relu"), ("mse", "sigmoid"), ("mae", "identity"),
+              ("huber", "identity"), ("huber", "tanh"), ("cross_entropy", "softmax"),
+              ("cross_entropy", "sigmoid")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss,out", LOSS_PAIRS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_losses(dtype, loss, out, weighted):
+    rng = np.random.default_rng(2)
+    Z = rand(rng, (19, 4), dtype, 2.0)
+    H = reference.activation_forward(out, Z)
+    if out == "softmax":
+        Y = np.eye(4, dtype=dtype)[rng.integers(0, 4, 19)]
+    else:
+        Y = rng.uniform(size=(19, 4)).astype(dtype)
+    w = rng.uniform(0, 2, 19).astype(dtype) if weighted else None
+    got = _core.loss_forward(loss, out, Z, H, Y, w)
+    want = reference.loss_forward(loss, out, Z, H, Y, w)
+    assert isinstance(got, float)
+    assert rel_err(got, want) < OP_TOL[dtype]
+    assert rel_err(_core.loss_backward(loss, out, Z, H, Y, w),
+                   reference.loss_backward(loss, out, Z, H, Y, w)) < OP_TOL[dtype]
+
+
+def test_textbook_mse_batch_of_one():
+    """B = 1: L = 0.5 * (yhat - y)^2 and dL/dyhat = yhat - y, exactly."""
+    Z = np.array([[1.5, -0.25]])
+    Y = np.array([[0.5, 0.75]])
+    assert _core.loss_forward("mse", "identity", Z, Z, Y) == pytest.approx(0.5 * (1.0 + 1.0))
+    np.testing.assert_array_equal(_core.loss_backward("mse", "identity", Z, Z, Y), Z - Y)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    Z = np.array([[1000.0, -1000.0, 0.0]])
+    H = reference.activation_forward("softmax", Z)
+    Y = np.array([[0.0, 1.0, 0.0]])
+    assert _core.loss_forward("cross_entropy", "softmax", Z, H, Y) == pytest.approx(2000.0)
+    Zs = np.array([[800.0, -800.0]])
+    Hs = reference.activation_forward("sigmoid", Zs)
+    got = _core.loss_forward("cross_entropy", "sigmoid", Zs, Hs, np.array([[0.0, 0.0]]))
+    assert got == pytest.approx(800.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_step(dtype):
+    rng = np.random.default_rng(3)
+    p1 = rand(rng, (5, 4), dtype)
+    p2 = p1.copy()
+    g = rand(rng, (5, 4), dtype)
+    _core.sgd_step(p1, g, 0.1)
+    reference.sgd_step(p2, g, 0.1)
+    assert rel_err(p1, p2) < OP_TOL[dtype]
+
+
+# ------------------------------------------------------------------ argument checks
+
+def bad_variants(a):
+    """(label, array) pairs that a float binding must refuse without copying."""
+    other = np.float64 if a.dtype == np.float32 else np.float32
+    wide = np.zeros((a.shape[0], 2 * a.shape[1]) if a.ndim == 2 else (2 * a.shape[0],), a.dtype)
+    strided = wide[:, ::2] if a.ndim == 2 else wide[::2]
+    ro = a.copy()
+    ro.flags.writeable = False
+    return [
+        ("other float dtype", a.astype(other)),
+        ("int", a.astype(np.int32)),
+        ("strided view", strided),
+        ("list", a.tolist()),
+        ("big-endian", a.astype(a.dtype.newbyteorder(">"))),
+    ] + ([("fortran", np.asfortranarray(np.zeros((a.shape[0] + 1, a.shape[1] + 1), a.dtype)[:-1, :-1]))]
+         if a.ndim == 2 else []), ro
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_rejects_bad_arrays(dtype):
+    A, B, C = np.ones((3, 2), dtype), np.ones((2, 4), dtype), np.zeros((3, 4), dtype)
+    variants, ro = bad_variants(C)
+    for label, bad in variants:
+        with pytest.raises((TypeError, ValueError)):
+            _core.gemm(A, B, bad)
+    with pytest.raises(ValueError, match="read-only"):
+        _core.gemm(A, B, ro)
+    with pytest.raises(ValueError, match="shape"):
+        _core.gemm(A, B, np.zeros((4, 3), dtype))
+    with pytest.raises(ValueError, match="chain"):
+        _core.gemm(A, A, C)
+    # an output that overlaps an input is refused
+    buf = np.ones((4, 4), dtype)
+    with pytest.raises(ValueError, match="share memory"):
+        _core.gemm(buf, buf, buf)
+
+
+@pytest.mark.parametrize("fn", ["dense_forward", "dense_backward"])
+def test_dense_bindings_reject_bad_arrays(fn):
+    X, W, third = np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), None
+    third = np.ones(4, np.float32) if fn == "dense_forward" else np.ones((3, 4), np.float32)
+    args = [X, W, third]
+    for i in range(3):
+        variants, _ = bad_variants(args[i])
+        for label, bad in variants:
+            call = list(args)
+            call[i] = bad
+            with pytest.raises((TypeError, ValueError)):
+                getattr(_core, fn)(*call)
+            with pytest.raises((TypeError, ValueError)):
+                getattr(reference, fn)(*call)
+
+
+def test_bindings_name_the_argument():
+    X = np.ones((3, 2), np.float32)
+    with pytest.raises(TypeError, match="W"):
+        _core.dense_forward(X, np.ones((2, 4), np.float64), np.ones(4, np.float32))
+    with pytest.raises(TypeError, match="C-contiguous"):
+        _core.dense_forward(X, np.ones((4, 2), np.float32).T, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="unknown activation"):
+        _core.activation_forward("swish", X)
+    with pytest.raises(ValueError, match="unknown loss"):
+        _core.loss_forward("hinge", "identity", X, X, X)
+    with pytest.raises(ValueError, match="cross_entropy"):
+        _core.loss_forward("cross_entropy", "identity", X, X, X)
+
+
+def test_in_place_outputs_are_never_copied():
+    """A binding that copied its output would leave the caller's array untouched."""
+    X = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
+    params = [np.ones((3, 2), np.float32), np.zeros(2, np.float32)]
+    out = np.zeros((10, 2), np.float32)
+    _core.forward(X, params, ["identity"], out)
+    np.testing.assert_allclose(out, X.sum(axis=1, keepdims=True) * np.ones((1, 2)), rtol=1e-6)
+
+
+def test_train_epoch_rejects_bad_scalars_and_lists():
+    X = np.ones((4, 2))
+    Y = np.ones((4, 1))
+    params = [np.ones((2, 1)), np.zeros(1)]
+    metrics = np.zeros(3)
+    good = dict(X=X, Y=Y, sample_weight=None, perm=None, params=params, activations=["identity"],
+                loss="mse", batch_size=2, optimizer="sgd", options={"lr": 0.1}, state=[], step=0,
+                metrics=metrics)
+    bad_cases = [
+        ("batch_size", 0, ValueError), ("batch_size", True, TypeError), ("batch_size", 2.0, TypeError),
+        ("batch_size", 2**40, ValueError), ("step", -1, ValueError), ("optimizer", "rmsprop", ValueError),
+        ("options", {"lr": float("nan")}, ValueError), ("options", {"lr": -1.0}, ValueError),
+        ("options", {"lr": 0.1, "beta9": 1.0}, ValueError), ("options", [], TypeError),
+        ("perm", np.array([0, 1, 2, 9]), ValueError), ("perm", np.array([0, 1, 2, 3], np.int32), TypeError),
+        ("perm", np.arange(3), ValueError), ("activations", ["relu", "relu"], ValueError),
+        ("activations", ["swish"], ValueError), ("params", [np.ones((2, 1))], ValueError),
+        ("params", [np.ones((3, 1)), np.zeros(1)], ValueError), ("state", [np.zeros((2, 1))], ValueError),
+        ("metrics", np.zeros(2), ValueError), ("metrics", np.zeros(3, np.float32), TypeError),
+        ("sample_weight", np.ones(3), ValueError), ("Y", np.ones((4, 2)), ValueError),
+        ("X", np.ones((0, 2)), ValueError), ("loss", 3, TypeError),
+    ]
+    for backend in (_core, reference):
+        for key, value, exc in bad_cases:
+            before = [p.copy() for p in params]
+            with pytest.raises(exc):
+                backend.train_epoch(**{**good, key: value})
+                print("accepted", backend.__name__, key, value)
+            for p, q in zip(params, before):
+                np.testing.assert_array_equal(p, q)
+        assert backend.train_epoch(**good) == 2
+
+
+def test_threads_setting():
+    before = _core.get_num_threads()
+    try:
+        _core.set_num_threads(1)
+        assert _core.get_num_threads() == 1
+        with pytest.raises(ValueError):
+            _core.set_num_threads(0)
+        with pytest.raises(TypeError):
+            _core.set_num_threads(1.5)
+    finally:
+        _core.set_num_threads(before)

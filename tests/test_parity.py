@@ -1,0 +1,125 @@
+"""Whole-network passes of the C++ backend against the NumPy reference."""
+
+import numpy as np
+import pytest
+
+import denseprop as dp
+from denseprop import _core, reference
+from helpers import FIT_TOL, OP_TOL, max_rel_err, regression_data, rel_err
+
+DTYPES = [np.float32, np.float64]
+
+# (layers, batch_size, n): the textbook net, deep, wide, several outputs, batch 1,
+# a last partial batch, a batch larger than n.
+CASES = [
+    ([1, 2, 2], 1, 40),
+    ([3, 8, 8, 8, 8, 8, 2], 7, 50),
+    ([16, 300, 4], 32, 100),
+    ([5, 12, 6], 1, 17),
+    ([4, 10, 3], 8, 29),
+    ([4, 10, 3], 64, 29),
+    ([10, 64, 64, 1], 32, 96),
+]
+
+
+def pair(layers, dtype, seed=0, **kw):
+    return [dp.Network(layers, dtype=dtype.__name__, seed=seed, backend=b, **kw) for b in ("cpp", "numpy")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layers,batch,n", CASES)
+def test_forward_and_gradients(dtype, layers, batch, n):
+    X, Y = regression_data(n, layers[0], layers[-1], seed=n, dtype=dtype)
+    a, b = pair(layers, dtype)
+    assert rel_err(a.predict(X), b.predict(X)) < OP_TOL[dtype] * 10
+    assert rel_err(a.evaluate(X, Y), b.evaluate(X, Y)) < OP_TOL[dtype] * 10
+    ga, gb = a.gradients(X, Y), b.gradients(X, Y)
+    assert max_rel_err(ga[0] + ga[1], gb[0] + gb[1]) < OP_TOL[dtype] * 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layers,batch,n", CASES)
+def test_one_train_epoch(dtype, layers, batch, n):
+    """One _core.train_epoch call against reference.train_epoch, from identical parameters."""
+    X, Y = regression_data(n, layers[0], layers[-1], seed=n, dtype=dtype)
+    net = dp.Network(layers, dtype=dtype.__name__, seed=1)
+    perm = np.random.default_rng(5).permutation(n)
+    results = []
+    for backend in (_core, reference):
+        params = [p.copy() for p in net._params()]
+        metrics = np.zeros(2 + layers[-1])
+        step = backend.train_epoch(X, Y, None, perm, params, net.activations, "mse", batch, "sgd",
+                                   {"lr": 0.05}, [], 3, metrics)
+        results.append((params, metrics, step))
+    (pa, ma, sa), (pb, mb, sb) = results
+    assert sa == sb == 3 + -(-n // batch)
+    assert max_rel_err(pa, pb) < OP_TOL[dtype] * 10
+    assert rel_err(ma, mb) < OP_TOL[dtype] * 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layers,batch,n", CASES)
+def test_multi_epoch_fit(dtype, layers, batch, n):
+    X, Y = regression_data(n, layers[0], layers[-1], seed=n, dtype=dtype)
+    a, b = pair(layers, dtype, seed=7)
+    ha = a.fit(X, Y, epochs=4, batch_size=batch, lr=0.02)
+    hb = b.fit(X, Y, epochs=4, batch_size=batch, lr=0.02)
+    assert max_rel_err(a.weights + a.biases, b.weights + b.biases) < FIT_TOL[dtype]
+    assert rel_err(ha.loss, hb.loss) < FIT_TOL[dtype]
+
+
+OPTIMIZERS = [
+    lambda: dp.SGD(lr=0.05),
+    lambda: dp.SGD(lr=0.02, weight_decay=0.01),
+    lambda: dp.SGD(lr=0.02, momentum=0.9),
+    lambda: dp.SGD(lr=0.02, momentum=0.8, nesterov=True, weight_decay=1e-3),
+    lambda: dp.Adam(lr=0.01),
+    lambda: dp.Adam(lr=0.005, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01),
+]
+
+MODELS = [
+    dict(activation="relu", output_activation="identity", loss="mse"),
+    dict(activation=["leaky_relu", "elu"], output_activation="identity", loss="huber"),
+    dict(activation=["gelu", "softplus"], output_activation="identity", loss="mae"),
+    dict(activation=["tanh", "sigmoid"], output_activation="softmax", loss="cross_entropy"),
+    dict(activation="relu", output_activation="sigmoid", loss="cross_entropy"),
+    dict(activation="identity", output_activation="tanh", loss="mse"),
+]
+
+
+def targets_for(model, n, n_out, rng, dtype):
+    if model["output_activation"] == "softmax":
+        return rng.integers(0, n_out, n)
+    if model["output_activation"] == "sigmoid":
+        return (rng.uniform(size=(n, n_out)) > 0.5).astype(dtype)
+    return rng.standard_normal((n, n_out)).astype(dtype) * 0.5
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("make_opt", OPTIMIZERS)
+@pytest.mark.parametrize("model", MODELS)
+def test_fit_parity_features(dtype, make_opt, model):
+    rng = np.random.default_rng(11)
+    n, layers = 83, [5, 12, 9, 3]
+    X = rng.standard_normal((n, 5)).astype(dtype)
+    Y = targets_for(model, n, 3, rng, dtype)
+    w = rng.uniform(0, 2, n)
+    a, b = pair(layers, dtype, seed=2, **model)
+    ha = a.fit(X, Y, epochs=3, batch_size=10, optimizer=make_opt(), sample_weight=w, validation_split=0.2)
+    hb = b.fit(X, Y, epochs=3, batch_size=10, optimizer=make_opt(), sample_weight=w, validation_split=0.2)
+    assert max_rel_err(a.weights + a.biases, b.weights + b.biases) < FIT_TOL[dtype]
+    assert max_rel_err(a.optimizer.state, b.optimizer.state) < FIT_TOL[dtype] if a.optimizer.state else True
+    assert a.optimizer.step == b.optimizer.step
+    for field in ("loss", "val_loss", "accuracy", "val_accuracy", "r2", "val_r2"):
+        assert len(getattr(ha, field)) == len(getattr(hb, field))
+        if getattr(ha, field):
+            assert rel_err(getattr(ha, field), getattr(hb, field)) < FIT_TOL[dtype] * 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unshuffled_fit_matches(dtype):
+    X, Y = regression_data(50, 3, 2, dtype=dtype)
+    a, b = pair([3, 6, 2], dtype)
+    a.fit(X, Y, epochs=3, batch_size=8, lr=0.05, shuffle=False)
+    b.fit(X, Y, epochs=3, batch_size=8, lr=0.05, shuffle=False)
+    assert max_rel_err(a.weights + a.biases, b.weights + b.biases) < FIT_TOL[dtype]
