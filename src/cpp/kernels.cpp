@@ -41,7 +41,10 @@ namespace {
 
 // Below this many multiply-adds a plain loop beats the BLAS call overhead
 // (measured with benchmarks/: the textbook and tabular nets).
-constexpr long kSmallGemm = 24 * 1024;
+#ifndef DENSEPROP_SMALL_GEMM
+#define DENSEPROP_SMALL_GEMM 24 * 1024
+#endif
+constexpr long kSmallGemm = DENSEPROP_SMALL_GEMM;
 
 inline void blas_gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda,
                       const float* B, int ldb, float beta, float* C, int ldc) {
@@ -116,21 +119,24 @@ void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, c
 
 template <typename T>
 void column_sums(int rows, int cols, const T* dZ, T alpha, T beta, T* db) {
-    if (beta == T(0)) std::fill(db, db + cols, T(0));
-    else if (beta != T(1))
-        for (int j = 0; j < cols; ++j) db[j] *= beta;
-    if (alpha == T(1)) {
+    // Row by row into a small stack block, so every read is contiguous and nothing is
+    // allocated; then db = alpha * sum + beta * db, the rounding of the reference.
+    constexpr int kBlock = 256;
+    T acc[kBlock];
+    for (int j0 = 0; j0 < cols; j0 += kBlock) {
+        const int w = std::min(kBlock, cols - j0);
+        std::fill(acc, acc + w, T(0));
         for (int i = 0; i < rows; ++i) {
-            const T* d = dZ + (std::size_t)i * cols;
-            for (int j = 0; j < cols; ++j) db[j] += d[j];
+            const T* d = dZ + (std::size_t)i * cols + j0;
+            for (int j = 0; j < w; ++j) acc[j] += d[j];
         }
-        return;
-    }
-    // Sum first, then scale: the same rounding as alpha * sum(dZ).
-    for (int j = 0; j < cols; ++j) {
-        T s = 0;
-        for (int i = 0; i < rows; ++i) s += dZ[(std::size_t)i * cols + j];
-        db[j] += alpha * s;
+        T* out = db + j0;
+        if (beta == T(0))
+            for (int j = 0; j < w; ++j) out[j] = alpha * acc[j];
+        else if (beta == T(1))
+            for (int j = 0; j < w; ++j) out[j] += alpha * acc[j];
+        else
+            for (int j = 0; j < w; ++j) out[j] = alpha * acc[j] + beta * out[j];
     }
 }
 
@@ -152,63 +158,6 @@ void dense_backward(int rows, int n_in, int n_out, const T* X, const T* W, const
 // Activations
 
 namespace {
-
-template <typename T>
-inline T sigmoid(T z) {
-    if (z >= T(0)) return T(1) / (T(1) + std::exp(-z));
-    const T e = std::exp(z);
-    return e / (T(1) + e);
-}
-
-template <typename T>
-inline T softplus(T z) {  // log(1 + e^z) without overflow
-    return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
-}
-
-constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
-constexpr double kGeluA = 0.044715;
-
-template <typename T>
-inline T gelu(T z) {
-    const T u = T(kGeluC) * (z + T(kGeluA) * z * z * z);
-    return T(0.5) * z * (T(1) + std::tanh(u));
-}
-
-template <typename T>
-inline T gelu_grad(T z) {
-    const T u = T(kGeluC) * (z + T(kGeluA) * z * z * z);
-    const T t = std::tanh(u);
-    return T(0.5) * (T(1) + t) + T(0.5) * z * (T(1) - t * t) * T(kGeluC) * (T(1) + T(3 * kGeluA) * z * z);
-}
-
-template <typename T>
-inline T elementwise(Act act, T z) {
-    switch (act) {
-        case Act::relu: return z > T(0) ? z : T(0);
-        case Act::leaky_relu: return z > T(0) ? z : T(kLeakySlope) * z;
-        case Act::elu: return z > T(0) ? z : T(kEluAlpha) * std::expm1(z);
-        case Act::gelu: return gelu(z);
-        case Act::sigmoid: return sigmoid(z);
-        case Act::tanh: return std::tanh(z);
-        case Act::softplus: return softplus(z);
-        default: return z;
-    }
-}
-
-// act'(z) written with h = act(z) wherever that is exact, so H may overwrite Z.
-template <typename T>
-inline T derivative(Act act, T z, T h) {
-    switch (act) {
-        case Act::relu: return h > T(0) ? T(1) : T(0);
-        case Act::leaky_relu: return h > T(0) ? T(1) : T(kLeakySlope);
-        case Act::elu: return h > T(0) ? T(1) : h + T(kEluAlpha);
-        case Act::gelu: return gelu_grad(z);
-        case Act::sigmoid: return h * (T(1) - h);
-        case Act::tanh: return T(1) - h * h;
-        case Act::softplus: return sigmoid(z);
-        default: return T(1);
-    }
-}
 
 template <typename T>
 void softmax_row(int cols, const T* z, T* h) {
@@ -266,7 +215,11 @@ void activation_backward(Act act, int rows, int cols, const T* Z, const T* H, co
             if (dZ != dH) std::copy(dH, dH + n, dZ);
             return;
         case Act::relu:
-            for (std::size_t k = 0; k < n; ++k) dZ[k] = H[k] > T(0) ? dH[k] : T(0);
+            // Read before writing (dZ may be dH) so the select vectorises instead of branching.
+            for (std::size_t k = 0; k < n; ++k) {
+                const T g = dH[k];
+                dZ[k] = H[k] > T(0) ? g : T(0);
+            }
             return;
         case Act::softmax:
             for (int i = 0; i < rows; ++i) {

@@ -5,6 +5,8 @@
 // kernels.cpp instantiates both. Nothing here knows about Python.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -29,6 +31,64 @@ bool parse_optimizer(const std::string& name, Opt& out);
 inline bool act_needs_z(Act a) { return a == Act::gelu || a == Act::softplus; }
 // Row-wise activations: the derivative couples the columns of a row.
 inline bool act_is_rowwise(Act a) { return a == Act::softmax; }
+
+// Scalar activation functions, shared by the batched kernels and the row-wise trainer.
+template <typename T>
+inline T sigmoid(T z) {
+    if (z >= T(0)) return T(1) / (T(1) + std::exp(-z));
+    const T e = std::exp(z);
+    return e / (T(1) + e);
+}
+
+template <typename T>
+inline T softplus(T z) {  // log(1 + e^z) without overflow
+    return std::max(z, T(0)) + std::log1p(std::exp(-std::abs(z)));
+}
+
+constexpr double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
+constexpr double kGeluA = 0.044715;
+
+template <typename T>
+inline T gelu(T z) {
+    const T u = T(kGeluC) * (z + T(kGeluA) * z * z * z);
+    return T(0.5) * z * (T(1) + std::tanh(u));
+}
+
+template <typename T>
+inline T gelu_grad(T z) {
+    const T u = T(kGeluC) * (z + T(kGeluA) * z * z * z);
+    const T t = std::tanh(u);
+    return T(0.5) * (T(1) + t) + T(0.5) * z * (T(1) - t * t) * T(kGeluC) * (T(1) + T(3 * kGeluA) * z * z);
+}
+
+template <typename T>
+inline T elementwise(Act act, T z) {
+    switch (act) {
+        case Act::relu: return z > T(0) ? z : T(0);
+        case Act::leaky_relu: return z > T(0) ? z : T(kLeakySlope) * z;
+        case Act::elu: return z > T(0) ? z : T(kEluAlpha) * std::expm1(z);
+        case Act::gelu: return gelu(z);
+        case Act::sigmoid: return sigmoid(z);
+        case Act::tanh: return std::tanh(z);
+        case Act::softplus: return softplus(z);
+        default: return z;
+    }
+}
+
+// act'(z) written with h = act(z) wherever that is exact, so H may overwrite Z.
+template <typename T>
+inline T derivative(Act act, T z, T h) {
+    switch (act) {
+        case Act::relu: return h > T(0) ? T(1) : T(0);
+        case Act::leaky_relu: return h > T(0) ? T(1) : T(kLeakySlope);
+        case Act::elu: return h > T(0) ? T(1) : h + T(kEluAlpha);
+        case Act::gelu: return gelu_grad(z);
+        case Act::sigmoid: return h * (T(1) - h);
+        case Act::tanh: return T(1) - h * h;
+        case Act::softplus: return sigmoid(z);
+        default: return T(1);
+    }
+}
 
 // C (M,N) = alpha * op(A) @ op(B) + beta * C, op(A) (M,K), op(B) (K,N).
 // Small products run in plain loops (a BLAS call costs more than the arithmetic);

@@ -91,11 +91,180 @@ struct Workspace {
 };
 
 // Copies the batch's rows, chosen by perm, into contiguous buffers.
+// Narrow rows are copied in a plain loop: a memcpy call costs more than a few elements.
 template <typename T>
 void gather_rows(const T* src, int cols, const std::int64_t* idx, int rows, T* dst) {
+    if (cols <= 16) {
+        for (int r = 0; r < rows; ++r) {
+            const T* s = src + (std::size_t)idx[r] * cols;
+            T* d = dst + (std::size_t)r * cols;
+            for (int j = 0; j < cols; ++j) d[j] = s[j];
+        }
+        return;
+    }
     for (int r = 0; r < rows; ++r)
         std::memcpy(dst + (std::size_t)r * cols, src + (std::size_t)idx[r] * cols, sizeof(T) * cols);
 }
+
+// Networks this small spend more time entering BLAS and vectorised loops than computing,
+// so they are trained one row at a time in plain scalar loops: forward, loss and backward
+// per row, gradients summed over the batch, then one optimizer step.
+bool use_rowwise(const std::vector<int>& sizes) {
+    long params = 0;
+    for (std::size_t l = 0; l + 1 < sizes.size(); ++l) params += (long)sizes[l] * sizes[l + 1];
+    for (int w : sizes)
+        if (w > 32) return false;
+    return params <= 1024;
+}
+
+// Scalar loops on purpose: at these widths a vectorised loop's set-up costs more than it saves.
+#if defined(__GNUC__) && !defined(__clang__)
+#define DP_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
+#else
+#define DP_SCALAR_LOOPS
+#endif
+
+template <typename T>
+struct RowwiseTrainer {
+    const Model<T>& m;
+    const OptimizerConfig& opt;
+    const std::vector<T*>& state;
+    const int L;
+    const bool fused_sgd;              // plain SGD: update in the backward pass when rows == 1
+    std::vector<T> z, h, d_cur, d_prev;  // one row per layer, concatenated
+    std::vector<int> offset;             // start of layer l's row in z and h
+    std::vector<std::vector<T>> gW, gb;  // gradient sums over the batch
+
+    RowwiseTrainer(const Model<T>& model, const OptimizerConfig& o, const std::vector<T*>& st)
+        : m(model), opt(o), state(st), L(model.n_layers()),
+          fused_sgd(o.kind == Opt::sgd && o.momentum == 0.0) {
+        offset.push_back(0);
+        int widest = m.n_in();
+        for (int l = 0; l < L; ++l) {
+            offset.push_back(offset.back() + m.sizes[l + 1]);
+            widest = std::max(widest, m.sizes[l + 1]);
+        }
+        z.resize(offset.back());
+        h.resize(offset.back());
+        d_cur.resize(widest);
+        d_prev.resize(widest);
+        gW.resize(L);
+        gb.resize(L);
+        for (int l = 0; l < L; ++l) {
+            gW[l].resize((std::size_t)m.sizes[l] * m.sizes[l + 1]);
+            gb[l].resize(m.sizes[l + 1]);
+        }
+    }
+
+    // One batch: row r's input is x(r), its targets y(r), its weight *w(r) (w(r) null
+    // without sample weights). Returns the batch's sum of weighted row losses.
+    template <typename RowX, typename RowY, typename RowW>
+    DP_SCALAR_LOOPS double batch(int rows, RowX x, RowY y, RowW w, std::int64_t step, double* metrics) {
+        const bool direct = fused_sgd && rows == 1;
+        if (!direct)
+            for (int l = 0; l < L; ++l) {
+                std::fill(gW[l].begin(), gW[l].end(), T(0));
+                std::fill(gb[l].begin(), gb[l].end(), T(0));
+            }
+        const T scale = T(1.0 / rows);
+        const T lr = T(opt.lr), keep = T(1) - T(opt.lr) * T(opt.weight_decay);
+        double loss = 0.0;
+        for (int r = 0; r < rows; ++r) {
+            const T* in = x(r);
+            for (int l = 0; l < L; ++l) {
+                const int fi = m.sizes[l], fo = m.sizes[l + 1];
+                const T* W = m.W[l];
+                const T* b = m.b[l];
+                T* zl = z.data() + offset[l];
+                T* hl = h.data() + offset[l];
+                const Act act = m.acts[l];
+                for (int j = 0; j < fo; ++j) {
+                    T s = T(0);
+                    for (int k = 0; k < fi; ++k) s += in[k] * W[(std::size_t)k * fo + j];
+                    zl[j] = s + b[j];
+                }
+                if (act == Act::softmax) bias_activation_forward<T>(act, 1, fo, zl, nullptr, hl);
+                else
+                    for (int j = 0; j < fo; ++j) hl[j] = elementwise(act, zl[j]);
+                in = hl;
+            }
+            const T* zo = z.data() + offset[L - 1];
+            const T* ho = h.data() + offset[L - 1];
+            const Act out = m.acts[L - 1];
+            if (m.loss == Loss::mse && out != Act::softmax) {  // the common case, inline
+                const T* yr = y(r);
+                const T* wp = w(r);
+                const T g = wp ? scale * *wp : scale;
+                T* d = d_cur.data();
+                double row = 0.0;
+                for (int j = 0; j < m.n_out(); ++j) {
+                    const T res = ho[j] - yr[j];
+                    row += 0.5 * double(res) * double(res);
+                    metrics[1 + j] += (wp ? double(*wp) : 1.0) * double(res) * double(res);
+                    d[j] = g * res * derivative(out, zo[j], ho[j]);
+                }
+                loss += wp ? double(*wp) * row : row;
+            } else {
+                loss += loss_forward_backward<T>(m.loss, out, 1, m.n_out(), zo, ho, y(r), w(r), scale,
+                                                 d_cur.data(), metrics);
+            }
+            for (int l = L - 1; l >= 0; --l) {
+                const int fi = m.sizes[l], fo = m.sizes[l + 1];
+                const T* lin = l == 0 ? x(r) : h.data() + offset[l - 1];
+                T* W = m.W[l];
+                T* b = m.b[l];
+                const T* d = d_cur.data();
+                if (l > 0) {  // dH of the layer below, from the weights before this step's update
+                    const Act below = m.acts[l - 1];
+                    const T* zb = z.data() + offset[l - 1];
+                    for (int k = 0; k < fi; ++k) {
+                        T s = T(0);
+                        for (int j = 0; j < fo; ++j) s += d[j] * W[(std::size_t)k * fo + j];
+                        d_prev[k] = s * derivative(below, zb[k], lin[k]);
+                    }
+                }
+                if (direct) {
+                    for (int k = 0; k < fi; ++k)
+                        for (int j = 0; j < fo; ++j) {
+                            T& wkj = W[(std::size_t)k * fo + j];
+                            wkj = keep * wkj - lr * (lin[k] * d[j]);
+                        }
+                    for (int j = 0; j < fo; ++j) b[j] -= lr * d[j];
+                } else {
+                    T* g = gW[l].data();
+                    for (int k = 0; k < fi; ++k)
+                        for (int j = 0; j < fo; ++j) g[(std::size_t)k * fo + j] += lin[k] * d[j];
+                    T* gbl = gb[l].data();
+                    for (int j = 0; j < fo; ++j) gbl[j] += d[j];
+                }
+                if (l > 0) std::swap(d_cur, d_prev);
+            }
+        }
+        if (!direct) update(step);
+        return loss;
+    }
+
+    void update(std::int64_t step) {
+        const T lr = T(opt.lr), decay = T(opt.weight_decay);
+        const int k = opt.states_per_param();
+        for (int l = 0; l < L; ++l) {
+            const std::size_t nw = gW[l].size();
+            T* const* sw = state.data() + (std::size_t)k * (2 * l);
+            T* const* sb = sw + k;
+            if (opt.kind == Opt::adam) {
+                adam_update<T>(nw, m.W[l], gW[l].data(), sw[0], sw[1], lr, T(opt.beta1), T(opt.beta2),
+                               T(opt.eps), decay, step);
+                adam_update<T>(gb[l].size(), m.b[l], gb[l].data(), sb[0], sb[1], lr, T(opt.beta1),
+                               T(opt.beta2), T(opt.eps), T(0), step);
+            } else {
+                sgd_update<T>(nw, m.W[l], gW[l].data(), k ? sw[0] : nullptr, lr, T(opt.momentum),
+                              opt.nesterov, decay);
+                sgd_update<T>(gb[l].size(), m.b[l], gb[l].data(), k ? sb[0] : nullptr, lr, T(opt.momentum),
+                              opt.nesterov, T(0));
+            }
+        }
+    }
+};
 
 }  // namespace
 
@@ -161,6 +330,36 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
     if (n <= 0) return step;
     const int L = m.n_layers();
     const int batch = (int)std::min<std::int64_t>(batch_size, n);
+
+    long work_per_row = 0;  // multiply-adds, to call should_stop every few milliseconds
+    for (int l = 0; l < L; ++l) work_per_row += 3L * m.sizes[l] * m.sizes[l + 1] + 8L * m.sizes[l + 1];
+    constexpr long kCheckEvery = 2'000'000;
+    long work = 0;
+    auto poll = [&](int rows) {
+        work += work_per_row * rows;
+        if (!should_stop || work < kCheckEvery) return false;
+        work = 0;
+        if (!should_stop()) return false;
+        if (stopped) *stopped = true;
+        return true;
+    };
+
+    if (use_rowwise(m.sizes)) {
+        RowwiseTrainer<T> tr(m, opt, state);
+        const int ni = m.n_in(), no = m.n_out();
+        for (std::int64_t s = 0; s < n; s += batch) {
+            const int rows = (int)std::min<std::int64_t>(batch, n - s);
+            const std::int64_t* idx = perm ? perm + s : nullptr;
+            auto row = [&](int r) { return idx ? idx[r] : s + r; };
+            auto x = [&](int r) { return X + row(r) * ni; };
+            auto y = [&](int r) { return Y + row(r) * no; };
+            auto wr = [&](int r) { return w ? w + row(r) : nullptr; };
+            metrics[0] += tr.batch(rows, x, y, wr, ++step, metrics + 1);
+            if (poll(rows)) break;
+        }
+        return step;
+    }
+
     Workspace<T> ws(m, batch, true);
 
     // Gathered batch rows (only when visiting rows out of order).
@@ -184,11 +383,6 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
     }
     const T lr = T(opt.lr), decay = T(opt.weight_decay);
     const int k = opt.states_per_param();
-
-    long work_per_row = 0;  // multiply-adds, to call should_stop every few milliseconds
-    for (int l = 0; l < L; ++l) work_per_row += 3L * m.sizes[l] * m.sizes[l + 1] + 8L * m.sizes[l + 1];
-    constexpr long kCheckEvery = 2'000'000;
-    long work = 0;
 
     for (std::int64_t s = 0; s < n; s += batch) {
         const int rows = (int)std::min<std::int64_t>(batch, n - s);
@@ -236,14 +430,7 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
             }
         });
 
-        work += work_per_row * rows;
-        if (should_stop && work >= kCheckEvery) {
-            work = 0;
-            if (should_stop()) {
-                if (stopped) *stopped = true;
-                break;
-            }
-        }
+        if (poll(rows)) break;
     }
     return step;
 }
