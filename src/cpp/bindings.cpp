@@ -11,12 +11,17 @@
 #include <cblas.h>
 
 #include <chrono>
+#include <cstdio>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #include "kernels.hpp"
 #include "train.hpp"
@@ -282,6 +287,38 @@ double* metrics_view(py::handle h, int n_out) {
     return p;
 }
 
+// Memory the system can still give us, in bytes (negative when unknown).
+double available_memory() {
+    if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+        char line[256];
+        long long kb = -1;
+        while (std::fgets(line, sizeof line, f))
+            if (std::sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+        std::fclose(f);
+        if (kb >= 0) return double(kb) * 1024.0;
+    }
+#if defined(_SC_AVPHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && size > 0) return double(pages) * double(size);
+#endif
+    return -1.0;
+}
+
+// Refuses, up front, work whose buffers cannot fit: with Linux overcommit an allocation
+// that merely succeeds can still get the process killed when the pages are touched.
+void ensure_memory(double bytes, const std::string& what,
+                   const std::string& fix = "use a smaller batch_size or narrower layers") {
+    if (bytes < 256.0 * (1 << 20)) return;
+    const double avail = available_memory();
+    if (avail >= 0 && bytes > avail) {
+        const std::string msg = what + " needs " + std::to_string((long long)(bytes / (1 << 20))) +
+                                " MiB but only " + std::to_string((long long)(avail / (1 << 20))) +
+                                " MiB of memory is available; " + fix;
+        PyErr_SetString(PyExc_MemoryError, msg.c_str());
+        throw py::error_already_set();
+    }
+}
+
 // Polls for Ctrl-C every ~20 ms from inside a loop that runs without the GIL.
 struct SignalPoll {
     std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
@@ -317,6 +354,8 @@ void gemm_impl(py::handle A_h, py::handle B_h, py::handle C_h, bool ta, bool tb,
 
 template <typename T>
 py::array_t<T> new_array(std::int64_t rows, std::int64_t cols, int ndim) {
+    ensure_memory(double(sizeof(T)) * double(rows) * double(ndim == 1 ? 1 : cols), "the result",
+                  "pass smaller arrays");
     if (ndim == 1) return py::array_t<T>(std::vector<py::ssize_t>{(py::ssize_t)rows});
     return py::array_t<T>(std::vector<py::ssize_t>{(py::ssize_t)rows, (py::ssize_t)cols});
 }
@@ -433,6 +472,7 @@ void forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, py::ha
     expect_shape("out", os, d.n, m.n_out());
     pspans.insert(pspans.end(), d.spans.begin(), d.spans.end());
     check_no_overlap({span_of(out_h, "out")}, pspans);
+    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), false, false), "forward");
     py::gil_scoped_release nogil;
     dp::forward<T>(m, d.X, d.n, out);
 }
@@ -446,6 +486,7 @@ void evaluate_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle pa
     if (Y_h.is_none()) type_error("Y must be an array, got None");
     Data<T> d = to_data<T>(X_h, Y_h, w_h, m, true);
     double* metrics = metrics_view(metrics_h, m.n_out());
+    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), false, false), "evaluate");
     py::gil_scoped_release nogil;
     dp::evaluate<T>(m, d.X, d.Y, d.w, d.n, metrics);
 }
@@ -478,6 +519,7 @@ void gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle p
         outs.push_back(span_of(grads[2 * l + 1], bn));
     }
     check_no_overlap(outs, ins);
+    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), true, false), "gradients");
     py::gil_scoped_release nogil;
     dp::gradients<T>(m, d.X, d.Y, d.w, d.n, gW, gb);
 }
@@ -566,6 +608,9 @@ std::int64_t train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py
     std::vector<Span> ins = d.spans;
     if (!perm_h.is_none()) ins.push_back(span_of(perm_h, "perm"));
     check_no_overlap(outs, ins);
+    const std::int64_t rows = std::min<std::int64_t>(batch_size, d.n);
+    const bool grad_buffers = !(opt.kind == dp::Opt::sgd && opt.momentum == 0.0);
+    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, rows, true, grad_buffers), "train_epoch");
 
     SignalPoll poll;
     dp::StopCheck check = [&poll]() { return poll(); };
@@ -729,6 +774,8 @@ PYBIND11_MODULE(_core, mod) {
         [](py::handle n) { scipy_openblas_set_num_threads(to_int(n, "n", 1, 1024)); }, "n"_a,
         "Threads of denseprop's OpenBLAS.");
     mod.def("get_num_threads", []() { return scipy_openblas_get_num_threads(); });
+    mod.def("available_memory", &available_memory,
+            "Bytes of memory the system can still provide (MemAvailable on Linux); -1 if unknown.");
     mod.def("blas_info", []() {
         return py::dict("config"_a = std::string(scipy_openblas_get_config()),
                         "core"_a = std::string(scipy_openblas_get_corename()),

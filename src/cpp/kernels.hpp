@@ -11,6 +11,15 @@
 #include <cstdint>
 #include <string>
 
+// Hot elementwise loops are compiled three times (AVX-512, AVX2+FMA, baseline) and the
+// loader picks the best for the CPU (GCC function multiversioning); elsewhere one build.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(DENSEPROP_NO_MULTIVERSION)
+#define DP_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DP_MULTIVERSION
+#endif
+
 namespace dp {
 
 enum class Act : int { identity, relu, leaky_relu, elu, gelu, sigmoid, tanh, softplus, softmax };

@@ -7,10 +7,7 @@
 
 namespace dp {
 
-namespace {
-
-// Rows per chunk for forward/evaluate/gradients: enough to keep GEMMs efficient,
-// few enough that workspace stays small (about 4 M elements) whatever n is.
+// Enough rows to keep GEMMs efficient, few enough that workspace stays near 4 M elements.
 int chunk_rows(const std::vector<int>& sizes, std::int64_t n) {
     long width = 0;
     for (std::size_t l = 1; l < sizes.size(); ++l) width += 2L * sizes[l];
@@ -18,6 +15,21 @@ int chunk_rows(const std::vector<int>& sizes, std::int64_t n) {
     rows = std::clamp(rows, 64L, 4096L);
     return (int)std::max<std::int64_t>(1, std::min<std::int64_t>(rows, n));
 }
+
+double workspace_elements(const std::vector<int>& sizes, std::int64_t rows, bool backward, bool gradients) {
+    double width = 0, widest = 0, params = 0;
+    for (std::size_t l = 1; l < sizes.size(); ++l) {
+        width += 2.0 * sizes[l];
+        widest = std::max(widest, double(sizes[l]));
+        params += double(sizes[l - 1]) * sizes[l] + sizes[l];
+    }
+    widest = std::max(widest, double(sizes[0]));
+    double total = double(rows) * (width + (backward ? 2.0 * widest + sizes[0] + sizes.back() : 0.0));
+    if (gradients) total += params;
+    return total;
+}
+
+namespace {
 
 // Per-layer activations of one batch and the two error buffers of the backward pass.
 template <typename T>

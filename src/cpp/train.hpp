@@ -38,6 +38,13 @@ struct OptimizerConfig {
 // [sum of w_i * loss_i, weighted correct rows, weighted squared error per output ...].
 inline int metrics_size(int n_out) { return 2 + n_out; }
 
+// Rows per chunk of forward/evaluate/gradients (bounded workspace whatever n is).
+int chunk_rows(const std::vector<int>& sizes, std::int64_t n);
+
+// Elements of workspace a pass over `rows` rows allocates (an upper bound), so callers can
+// refuse work that cannot fit in memory before allocating anything.
+double workspace_elements(const std::vector<int>& sizes, std::int64_t rows, bool backward, bool gradients);
+
 // Called every few milliseconds of work; returning true stops the loop early.
 using StopCheck = std::function<bool()>;
 

@@ -39,6 +39,17 @@ def _check_finite(a, name):
                              f"remove or impute those values")
 
 
+def _ensure_memory(nbytes, what, fix):
+    """MemoryError up front when nbytes cannot fit: under Linux overcommit a large allocation
+    can succeed and the process still be killed when the memory is first touched."""
+    if nbytes < 256 * 2**20:
+        return
+    available = _core.available_memory()
+    if 0 <= available < nbytes:
+        raise MemoryError(f"{what} needs about {nbytes / 2**20:,.0f} MiB but only "
+                          f"{available / 2**20:,.0f} MiB of memory is available; {fix}")
+
+
 def _as_numeric(x, name):
     """x as an ndarray of a bool, integer or float dtype (no copy when it already is one)."""
     if isinstance(x, np.ndarray):
@@ -149,6 +160,11 @@ class Network:
 
     def _initial_parameters(self, init, bias_init):
         pairs = list(zip(self.layers[:-1], self.layers[1:]))
+        n_params = sum(fi * fo + fo for fi, fo in pairs)
+        largest = max(fi * fo for fi, fo in pairs)
+        # The parameters, plus the float64 draw of the largest layer before it is cast.
+        _ensure_memory(n_params * self.dtype.itemsize + 8 * largest, f"a network with layers {self.layers}",
+                       "use narrower layers")
         if isinstance(init, str):
             _choice(init, "init", INITS)
             weights = []
@@ -457,6 +473,13 @@ class Network:
             if len(validation_data) == 3:
                 wv = self._weights(validation_data[2], Xv.shape[0])
         params = self._params()
+        n_params = sum(p.size for p in params)
+        widths = sum(self.layers[1:])
+        rows = min(batch_size, X.shape[0])
+        state = opt.states_per_param() if opt._owner is not self else 0
+        # Optimizer state, the per-epoch snapshot, best weights and the batch workspace.
+        _ensure_memory(self.dtype.itemsize * (n_params * (state + 3) + rows * (4 * widths + self.n_in)),
+                       "training", "use a smaller batch_size or narrower layers")
 
         self._claim("fit")
         try:
