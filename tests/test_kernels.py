@@ -195,8 +195,11 @@ def test_in_place_outputs_are_never_copied():
     X = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
     params = [np.ones((3, 2), np.float32), np.zeros(2, np.float32)]
     out = np.zeros((10, 2), np.float32)
-    _core.forward(X, params, ["identity"], out)
+    assert _core.forward(X, params, ["identity"], out) is out
     np.testing.assert_allclose(out, X.sum(axis=1, keepdims=True) * np.ones((1, 2)), rtol=1e-6)
+    step = np.zeros(1, np.int64)
+    _core.train_epoch(X, out.copy(), params, ["identity"], batch_size=3, step=step)
+    assert step[0] == 4
 
 
 def test_train_epoch_rejects_bad_scalars_and_lists():
@@ -205,11 +208,12 @@ def test_train_epoch_rejects_bad_scalars_and_lists():
     params = [np.ones((2, 1)), np.zeros(1)]
     metrics = np.zeros(3)
     good = dict(X=X, Y=Y, sample_weight=None, perm=None, params=params, activations=["identity"],
-                loss="mse", batch_size=2, optimizer="sgd", options={"lr": 0.1}, state=[], step=0,
-                metrics=metrics)
+                loss="mse", batch_size=2, optimizer="sgd", options={"lr": 0.1}, state=[],
+                step=np.zeros(1, np.int64), metrics=metrics)
     bad_cases = [
         ("batch_size", 0, ValueError), ("batch_size", True, TypeError), ("batch_size", 2.0, TypeError),
-        ("batch_size", 2**40, ValueError), ("step", -1, ValueError), ("optimizer", "rmsprop", ValueError),
+        ("batch_size", 2**40, ValueError), ("step", np.array([-1]), ValueError), ("step", 0, TypeError),
+        ("step", np.zeros(1, np.int32), TypeError), ("optimizer", "rmsprop", ValueError),
         ("options", {"lr": float("nan")}, ValueError), ("options", {"lr": -1.0}, ValueError),
         ("options", {"lr": 0.1, "beta9": 1.0}, ValueError), ("options", [], TypeError),
         ("perm", np.array([0, 1, 2, 9]), ValueError), ("perm", np.array([0, 1, 2, 3], np.int32), TypeError),
@@ -228,7 +232,11 @@ def test_train_epoch_rejects_bad_scalars_and_lists():
                 print("accepted", backend.__name__, key, value)
             for p, q in zip(params, before):
                 np.testing.assert_array_equal(p, q)
-        assert backend.train_epoch(**good) == 2
+        good["step"][0] = 0
+        # X @ [1, 1] = 2 and y = 1: the first batch's loss is 0.5 * (2 - 1)^2.
+        fresh = [np.ones((2, 1)), np.zeros(1)]
+        mean = backend.train_epoch(**{**good, "params": fresh, "metrics": None})
+        assert good["step"][0] == 2 and 0 < mean <= 0.5
 
 
 def test_threads_setting():

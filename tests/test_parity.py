@@ -48,13 +48,16 @@ def test_one_train_epoch(dtype, layers, batch, n):
     for backend in (_core, reference):
         params = [p.copy() for p in net._params()]
         metrics = np.zeros(2 + layers[-1])
-        step = backend.train_epoch(X, Y, None, perm, params, net.activations, "mse", batch, "sgd",
-                                   {"lr": 0.05}, [], 3, metrics)
-        results.append((params, metrics, step))
-    (pa, ma, sa), (pb, mb, sb) = results
+        step = np.array([3], np.int64)
+        mean = backend.train_epoch(X, Y, params, net.activations, "mse", batch, perm, None, "sgd",
+                                   {"lr": 0.05}, [], step, metrics)
+        assert mean == pytest.approx(metrics[0] / n, rel=1e-15)
+        results.append((params, metrics, step[0], mean))
+    (pa, ma, sa, la), (pb, mb, sb, lb) = results
     assert sa == sb == 3 + -(-n // batch)
     assert max_rel_err(pa, pb) < OP_TOL[dtype] * 10
     assert rel_err(ma, mb) < OP_TOL[dtype] * 10
+    assert rel_err(la, lb) < OP_TOL[dtype] * 10
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -463,37 +463,47 @@ void sgd_step_impl(py::handle p_h, py::handle g_h, double lr) {
 }
 
 template <typename T>
-void forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, py::handle out_h) {
+py::object forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, py::handle out_in) {
     std::vector<Span> pspans;
     dp::Model<T> m = to_model<T>(params_h, acts_h, &pspans);
     Data<T> d = to_data<T>(X_h, py::none(), py::none(), m, false);
+    py::object out_h = out_in.is_none() ? py::object(new_array<T>(d.n, m.n_out(), 2))
+                                        : py::reinterpret_borrow<py::object>(out_in);
     Shape os;
     T* out = view<T>(out_h, "out", 2, true, &os);
     expect_shape("out", os, d.n, m.n_out());
     pspans.insert(pspans.end(), d.spans.begin(), d.spans.end());
     check_no_overlap({span_of(out_h, "out")}, pspans);
     ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), false, false), "forward");
-    py::gil_scoped_release nogil;
-    dp::forward<T>(m, d.X, d.n, out);
+    {
+        py::gil_scoped_release nogil;
+        dp::forward<T>(m, d.X, d.n, out);
+    }
+    return out_h;
 }
 
 template <typename T>
-void evaluate_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle params_h, py::handle acts_h,
-                   dp::Loss loss, py::handle metrics_h) {
+double evaluate_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle params_h, py::handle acts_h,
+                     dp::Loss loss, py::handle metrics_h) {
     dp::Model<T> m = to_model<T>(params_h, acts_h, nullptr);
     m.loss = loss;
     check_output_pair(loss, m.acts.back());
     if (Y_h.is_none()) type_error("Y must be an array, got None");
     Data<T> d = to_data<T>(X_h, Y_h, w_h, m, true);
-    double* metrics = metrics_view(metrics_h, m.n_out());
+    std::vector<double> own(dp::metrics_size(m.n_out()), 0.0);
+    double* metrics = metrics_h.is_none() ? own.data() : metrics_view(metrics_h, m.n_out());
     ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), false, false), "evaluate");
-    py::gil_scoped_release nogil;
-    dp::evaluate<T>(m, d.X, d.Y, d.w, d.n, metrics);
+    const double before = metrics[0];
+    {
+        py::gil_scoped_release nogil;
+        dp::evaluate<T>(m, d.X, d.Y, d.w, d.n, metrics);
+    }
+    return (metrics[0] - before) / double(d.n);
 }
 
 template <typename T>
-void gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle params_h, py::handle acts_h,
-                    dp::Loss loss, py::handle grads_h) {
+py::object gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle params_h, py::handle acts_h,
+                          dp::Loss loss, py::handle grads_in) {
     std::vector<Span> ins;
     dp::Model<T> m = to_model<T>(params_h, acts_h, &ins);
     m.loss = loss;
@@ -501,8 +511,16 @@ void gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle p
     if (Y_h.is_none()) type_error("Y must be an array, got None");
     Data<T> d = to_data<T>(X_h, Y_h, w_h, m, true);
     ins.insert(ins.end(), d.spans.begin(), d.spans.end());
-    py::list grads = to_list(grads_h, "grads");
     const int L = m.n_layers();
+    py::list grads;
+    if (grads_in.is_none()) {
+        for (int l = 0; l < L; ++l) {
+            grads.append(new_array<T>(m.sizes[l], m.sizes[l + 1], 2));
+            grads.append(new_array<T>(m.sizes[l + 1], 1, 1));
+        }
+    } else {
+        grads = to_list(grads_in, "grads");
+    }
     if ((int)grads.size() != 2 * L)
         value_error("grads must be a list of " + std::to_string(2 * L) + " arrays like params, got " +
                     std::to_string(grads.size()));
@@ -520,8 +538,11 @@ void gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle p
     }
     check_no_overlap(outs, ins);
     ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), true, false), "gradients");
-    py::gil_scoped_release nogil;
-    dp::gradients<T>(m, d.X, d.Y, d.w, d.n, gW, gb);
+    {
+        py::gil_scoped_release nogil;
+        dp::gradients<T>(m, d.X, d.Y, d.w, d.n, gW, gb);
+    }
+    return std::move(grads);
 }
 
 dp::OptimizerConfig to_optimizer(py::handle name_h, py::handle options_h) {
@@ -559,11 +580,24 @@ dp::OptimizerConfig to_optimizer(py::handle name_h, py::handle options_h) {
     return c;
 }
 
+// The optimizer's step counter: an int64 array of shape (1,), read and written in place.
+std::int64_t* step_view(py::handle h) {
+    py::array a = as_ndarray(h, "step");
+    const py::dtype dt = a.dtype();
+    if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native(dt) || a.ndim() != 1 || a.shape(0) != 1 ||
+        !(a.flags() & py::array::c_style))
+        type_error("step must be an int64 array of shape (1,), got " + describe(a));
+    if (!a.writeable()) value_error("step is read-only but is written to; pass a writable array");
+    std::int64_t* p = static_cast<std::int64_t*>(a.mutable_data());
+    if (*p < 0) value_error("step must hold a count >= 0, got " + std::to_string(*p));
+    return p;
+}
+
 template <typename T>
-std::int64_t train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle perm_h,
-                              py::handle params_h, py::handle acts_h, dp::Loss loss, int batch_size,
-                              const dp::OptimizerConfig& opt, py::handle state_h, std::int64_t step,
-                              py::handle metrics_h) {
+double train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle perm_h,
+                        py::handle params_h, py::handle acts_h, dp::Loss loss, int batch_size,
+                        const dp::OptimizerConfig& opt, py::handle state_h, py::handle step_h,
+                        py::handle metrics_h) {
     std::vector<Span> outs;
     dp::Model<T> m = to_model<T>(params_h, acts_h, &outs);
     m.loss = loss;
@@ -603,8 +637,21 @@ std::int64_t train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py
                 else expect_length(nm, s, m.sizes[l + 1]);
                 outs.push_back(span_of(state[idx], nm));
             }
-    double* metrics = metrics_view(metrics_h, m.n_out());
-    outs.push_back(span_of(metrics_h, "metrics"));
+    std::vector<double> own_metrics;
+    double* metrics;
+    if (metrics_h.is_none()) {
+        own_metrics.assign(dp::metrics_size(m.n_out()), 0.0);
+        metrics = own_metrics.data();
+    } else {
+        metrics = metrics_view(metrics_h, m.n_out());
+        outs.push_back(span_of(metrics_h, "metrics"));
+    }
+    std::int64_t own_step = 0;
+    std::int64_t* step = &own_step;
+    if (!step_h.is_none()) {
+        step = step_view(step_h);
+        outs.push_back(span_of(step_h, "step"));
+    }
     std::vector<Span> ins = d.spans;
     if (!perm_h.is_none()) ins.push_back(span_of(perm_h, "perm"));
     check_no_overlap(outs, ins);
@@ -615,24 +662,15 @@ std::int64_t train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py
     SignalPoll poll;
     dp::StopCheck check = [&poll]() { return poll(); };
     bool stopped = false;
-    std::int64_t new_step;
+    const double before = metrics[0];
     {
         py::gil_scoped_release nogil;
-        new_step = dp::train_epoch<T>(m, d.X, d.Y, d.w, d.n, perm, batch_size, opt, st, step, metrics,
-                                      check, &stopped);
+        // The step count is written back even when Ctrl-C ends the epoch early.
+        *step = dp::train_epoch<T>(m, d.X, d.Y, d.w, d.n, perm, batch_size, opt, st, *step, metrics,
+                                   check, &stopped);
     }
-    if (stopped) {
-        // Tell the caller how many optimizer steps completed before the interrupt.
-        py::error_already_set err;
-        if (err.value()) {
-            try {
-                err.value().attr("step") = new_step;
-            } catch (py::error_already_set&) {
-            }
-        }
-        throw err;
-    }
-    return new_step;
+    if (stopped) throw py::error_already_set();
+    return (metrics[0] - before) / double(d.n);
 }
 
 DType dtype_of_params(py::handle params_h) {
@@ -724,50 +762,70 @@ PYBIND11_MODULE(_core, mod) {
     mod.def(
         "forward",
         [](py::handle X, py::handle params, py::handle acts, py::handle out) {
-            if (dtype_of_params(params) == DType::f32) forward_impl<float>(X, params, acts, out);
-            else forward_impl<double>(X, params, acts, out);
+            return dtype_of_params(params) == DType::f32 ? forward_impl<float>(X, params, acts, out)
+                                                          : forward_impl<double>(X, params, acts, out);
         },
-        "X"_a, "params"_a, "activations"_a, "out"_a,
-        "out (n, n_out) = the network's output for X (n, n_in); params = [W0, b0, W1, b1, ...].");
+        "X"_a, "params"_a, "activations"_a, "out"_a = py::none(),
+        "The network's output (n, n_out) for X (n, n_in), written into out (allocated when None)\n"
+        "and returned. params = [W0, b0, W1, b1, ...]; one activation name per layer.");
 
     mod.def(
         "evaluate",
-        [](py::handle X, py::handle Y, py::handle w, py::handle params, py::handle acts, py::handle loss,
+        [](py::handle X, py::handle Y, py::handle params, py::handle acts, py::handle loss, py::handle w,
            py::handle metrics) {
             const dp::Loss l = to_loss(loss);
-            if (dtype_of_params(params) == DType::f32) evaluate_impl<float>(X, Y, w, params, acts, l, metrics);
-            else evaluate_impl<double>(X, Y, w, params, acts, l, metrics);
+            return dtype_of_params(params) == DType::f32
+                       ? evaluate_impl<float>(X, Y, w, params, acts, l, metrics)
+                       : evaluate_impl<double>(X, Y, w, params, acts, l, metrics);
         },
-        "X"_a, "Y"_a, "sample_weight"_a, "params"_a, "activations"_a, "loss"_a, "metrics"_a,
-        "Adds [sum_i w_i loss_i, weighted correct rows, weighted squared error per output] to metrics.");
+        "X"_a, "Y"_a, "params"_a, "activations"_a, "loss"_a = "mse", "sample_weight"_a = py::none(),
+        "metrics"_a = py::none(),
+        "Mean loss (1/n) sum_i w_i loss_i over X (n, n_in), Y (n, n_out). If given, the float64\n"
+        "metrics (2 + n_out) gets [sum_i w_i loss_i, weighted correct rows, weighted squared\n"
+        "error per output] added.");
 
     mod.def(
         "gradients",
-        [](py::handle X, py::handle Y, py::handle w, py::handle params, py::handle acts, py::handle loss,
+        [](py::handle X, py::handle Y, py::handle params, py::handle acts, py::handle loss, py::handle w,
            py::handle grads) {
             const dp::Loss l = to_loss(loss);
-            if (dtype_of_params(params) == DType::f32) gradients_impl<float>(X, Y, w, params, acts, l, grads);
-            else gradients_impl<double>(X, Y, w, params, acts, l, grads);
+            return dtype_of_params(params) == DType::f32
+                       ? gradients_impl<float>(X, Y, w, params, acts, l, grads)
+                       : gradients_impl<double>(X, Y, w, params, acts, l, grads);
         },
-        "X"_a, "Y"_a, "sample_weight"_a, "params"_a, "activations"_a, "loss"_a, "grads"_a,
-        "grads = [dW0, db0, ...] of (1/n) sum_i w_i loss_i over all rows of X.");
+        "X"_a, "Y"_a, "params"_a, "activations"_a, "loss"_a = "mse", "sample_weight"_a = py::none(),
+        "grads"_a = py::none(),
+        "[dW0, db0, dW1, db1, ...]: gradients of evaluate() over all rows, written into grads\n"
+        "(allocated when None) and returned.");
 
     mod.def(
         "train_epoch",
-        [](py::handle X, py::handle Y, py::handle w, py::handle perm, py::handle params, py::handle acts,
-           py::handle loss, py::handle batch_size, py::handle optimizer, py::handle options, py::handle state,
+        [](py::handle X, py::handle Y, py::handle params, py::handle acts, py::handle loss, py::handle batch_size,
+           py::handle perm, py::handle w, py::handle optimizer, py::handle options, py::handle state,
            py::handle step, py::handle metrics) {
             const dp::Loss l = to_loss(loss);
             const int bs = to_int(batch_size, "batch_size", 1, INT_MAX);
-            const dp::OptimizerConfig opt = to_optimizer(optimizer, options);
-            const std::int64_t st = to_int64(step, "step", 0);
+            py::dict opts;
+            if (!options.is_none()) {
+                if (!py::isinstance<py::dict>(options)) type_error("options must be a dict of optimizer hyper-parameters");
+                opts = py::reinterpret_borrow<py::dict>(options);
+            }
+            const dp::OptimizerConfig opt = to_optimizer(optimizer, opts);
+            py::object st = state.is_none() ? py::object(py::list()) : py::reinterpret_borrow<py::object>(state);
             if (dtype_of_params(params) == DType::f32)
-                return train_epoch_impl<float>(X, Y, w, perm, params, acts, l, bs, opt, state, st, metrics);
-            return train_epoch_impl<double>(X, Y, w, perm, params, acts, l, bs, opt, state, st, metrics);
+                return train_epoch_impl<float>(X, Y, w, perm, params, acts, l, bs, opt, st, step, metrics);
+            return train_epoch_impl<double>(X, Y, w, perm, params, acts, l, bs, opt, st, step, metrics);
         },
-        "X"_a, "Y"_a, "sample_weight"_a, "perm"_a, "params"_a, "activations"_a, "loss"_a, "batch_size"_a,
-        "optimizer"_a, "options"_a, "state"_a, "step"_a, "metrics"_a,
-        "One epoch of mini-batch training in place; returns the optimizer step count after it.");
+        "X"_a, "Y"_a, "params"_a, "activations"_a, "loss"_a = "mse", "batch_size"_a = 32, "perm"_a = py::none(),
+        "sample_weight"_a = py::none(), "optimizer"_a = "sgd", "options"_a = py::none(), "state"_a = py::none(),
+        "step"_a = py::none(), "metrics"_a = py::none(),
+        "One epoch of mini-batch training, updating params (and optimizer state) in place; returns\n"
+        "the epoch's mean training loss, from each batch's forward pass before its update.\n"
+        "Rows are visited in the order perm (int64, length n; None: in order) in batches of\n"
+        "batch_size, the last one possibly smaller. options: lr, momentum, nesterov, weight_decay,\n"
+        "beta1, beta2, eps. state: for 'sgd' with momentum one array per parameter, for 'adam' two,\n"
+        "ordered W0, b0, W1, ... with each parameter's arrays adjacent. step: an int64 array of\n"
+        "shape (1,) holding the optimizer steps taken, updated in place (also on Ctrl-C).");
 
     mod.def(
         "set_num_threads",

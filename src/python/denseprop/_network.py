@@ -361,7 +361,7 @@ class Network:
 
     def _metrics(self, X, Y, w):
         metrics = np.zeros(2 + self.n_out)
-        self._backend.evaluate(X, Y, w, self._params(), self.activations, self.loss, metrics)
+        self._backend.evaluate(X, Y, self._params(), self.activations, self.loss, w, metrics)
         return metrics
 
     def evaluate(self, X, y, sample_weight=None):
@@ -396,9 +396,7 @@ class Network:
         X = self._X(X)
         Y = self._Y(y, X.shape[0])
         w = self._weights(sample_weight, X.shape[0])
-        params = self._params()
-        grads = [np.empty_like(p) for p in params]
-        self._backend.gradients(X, Y, w, params, self.activations, self.loss, grads)
+        grads = self._backend.gradients(X, Y, self._params(), self.activations, self.loss, w)
         return grads[0::2], grads[1::2]
 
     # ---------------------------------------------------------------- training
@@ -511,15 +509,14 @@ class Network:
                 for dst, src in zip(saved, params + opt.state):
                     np.copyto(dst, src)
                 saved_step = opt.step
-                perm = self._rng.permutation(n) if shuffle else None
+                perm = self._rng.permutation(n).astype(np.int64, copy=False) if shuffle else None
                 metrics = np.zeros(2 + self.n_out)
+                step = np.array([opt.step], dtype=np.int64)
                 try:
-                    opt.step = self._backend.train_epoch(
-                        X, Y, w, perm, params, self.activations, self.loss, batch_size, opt.name,
-                        opt.options(lr), opt.state, opt.step, metrics)
-                except KeyboardInterrupt as interrupt:
-                    opt.step = getattr(interrupt, "step", opt.step)
-                    raise
+                    self._backend.train_epoch(X, Y, params, self.activations, self.loss, batch_size, perm, w,
+                                              opt.name, opt.options(lr), opt.state, step, metrics)
+                finally:  # also after Ctrl-C: the steps that completed count
+                    opt.step = int(step[0])
                 loss = float(metrics[0] / n)
                 record = {"epoch": first_epoch + epoch, "loss": loss}
                 if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in params):

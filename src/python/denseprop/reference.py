@@ -378,27 +378,34 @@ def _backward_layers(Ws, acts, X, cache, dZ):
             dZ = _act_backward(acts[l - 1], z, h, dH)
 
 
-def forward(X, params, activations, out):
-    """out (n, n_out) = the network's output for X (n, n_in); params = [W0, b0, W1, b1, ...]."""
+def forward(X, params, activations, out=None):
+    """The network's output (n, n_out) for X (n, n_in), written into out (allocated when None)
+    and returned. params = [W0, b0, W1, b1, ...]; one activation name per layer."""
     Ws, bs, acts, dtype = _model(params, activations)
     X, _, _ = _data(X, None, None, Ws, dtype, need_rows=False)
+    if out is None:
+        out = np.empty((X.shape[0], Ws[-1].shape[1]), dtype)
     out = _array(out, "out", 2, True, dtype)
     if out.shape != (X.shape[0], Ws[-1].shape[1]):
         raise ValueError(f"out must have shape ({X.shape[0]}, {Ws[-1].shape[1]}), got {out.shape}")
     chunk = _chunk_rows(Ws, X.shape[0])
     for s in range(0, X.shape[0], chunk):
         out[s:s + chunk] = _forward_layers(Ws, bs, acts, X[s:s + chunk])[-1][1]
+    return out
 
 
-def evaluate(X, Y, sample_weight, params, activations, loss, metrics):
-    """Adds [sum_i w_i loss_i, weighted correct rows, weighted squared error per output] to metrics."""
+def evaluate(X, Y, params, activations, loss="mse", sample_weight=None, metrics=None):
+    """Mean loss (1/n) sum_i w_i loss_i over X (n, n_in), Y (n, n_out). If given, the float64
+    metrics (2 + n_out) gets [sum_i w_i loss_i, weighted correct rows, weighted squared error
+    per output] added."""
     loss = _name(loss, "loss", LOSSES)
     Ws, bs, acts, dtype = _model(params, activations)
     _check_output_pair(loss, acts[-1])
     if Y is None:
         raise TypeError("Y must be an array, got None")
     X, Y, w = _data(X, Y, sample_weight, Ws, dtype)
-    metrics = _metrics(metrics, Ws[-1].shape[1])
+    metrics = np.zeros(2 + Ws[-1].shape[1]) if metrics is None else _metrics(metrics, Ws[-1].shape[1])
+    before = metrics[0]
     chunk = _chunk_rows(Ws, X.shape[0])
     for s in range(0, X.shape[0], chunk):
         sl = slice(s, s + chunk)
@@ -407,16 +414,20 @@ def evaluate(X, Y, sample_weight, params, activations, loss, metrics):
         rows, _ = _row_losses(loss, acts[-1], z, h, Y[sl])
         metrics[0] += rows.sum() if wc is None else (wc.astype(np.float64) * rows).sum()
         _add_metrics(loss, acts[-1], h, Y[sl], wc, metrics)
+    return float((metrics[0] - before) / X.shape[0])
 
 
-def gradients(X, Y, sample_weight, params, activations, loss, grads):
-    """grads = [dW0, db0, ...] of (1/n) sum_i w_i loss_i over all rows of X."""
+def gradients(X, Y, params, activations, loss="mse", sample_weight=None, grads=None):
+    """[dW0, db0, dW1, db1, ...]: gradients of evaluate() over all rows, written into grads
+    (allocated when None) and returned."""
     loss = _name(loss, "loss", LOSSES)
     Ws, bs, acts, dtype = _model(params, activations)
     _check_output_pair(loss, acts[-1])
     if Y is None:
         raise TypeError("Y must be an array, got None")
     X, Y, w = _data(X, Y, sample_weight, Ws, dtype)
+    if grads is None:
+        grads = [np.empty_like(p) for p in params]
     if not isinstance(grads, (list, tuple)) or len(grads) != len(params):
         raise ValueError(f"grads must be a list of {len(params)} arrays like params")
     for i, (g, p) in enumerate(zip(grads, params)):
@@ -436,6 +447,7 @@ def gradients(X, Y, sample_weight, params, activations, loss, grads):
         for l, inp, d in _backward_layers(Ws, acts, Xc, cache, dZ):
             grads[2 * l] += inp.T @ d
             grads[2 * l + 1] += d.sum(axis=0)
+    return grads
 
 
 def _optimizer_options(optimizer, options):
@@ -502,27 +514,32 @@ def _update(optimizer, o, p, g, states, step, decay):
         p -= lr * (g + wd * p) if decay else lr * g
 
 
-def train_epoch(X, Y, sample_weight, perm, params, activations, loss, batch_size, optimizer, options,
-                state, step, metrics):
-    """One epoch of mini-batch training, in place.
+def train_epoch(X, Y, params, activations, loss="mse", batch_size=32, perm=None, sample_weight=None,
+                optimizer="sgd", options=None, state=None, step=None, metrics=None):
+    """One epoch of mini-batch training, updating params (and optimizer state) in place.
 
-    Rows are visited in the order ``perm`` (int64, length n; None means 0..n-1) in batches of
-    ``batch_size`` rows, the last one possibly smaller. Each batch makes a forward pass, adds
-    its loss and metrics to ``metrics``, back-propagates and takes one optimizer step.
-    ``state`` holds states_per_param() arrays per parameter, in the order W0, b0, W1, ...
-    with each parameter's arrays adjacent. ``step`` is the number of steps taken before;
-    the new count is returned.
+    Returns the epoch's mean training loss, from each batch's forward pass before its update.
+    Rows are visited in the order ``perm`` (int64, length n; None: in order) in batches of
+    ``batch_size`` rows, the last one possibly smaller. ``options``: lr, momentum, nesterov,
+    weight_decay, beta1, beta2, eps. ``state``: for 'sgd' with momentum one array per
+    parameter, for 'adam' two, ordered W0, b0, W1, ... with each parameter's arrays adjacent.
+    ``step``: an int64 array of shape (1,) holding the optimizer steps taken, updated in place.
+    ``metrics``: as in evaluate, added to.
     """
     loss = _name(loss, "loss", LOSSES)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
         raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
     if not 1 <= batch_size <= 2**31 - 1:
         raise ValueError(f"batch_size must be in [1, {2**31 - 1}], got {batch_size}")
-    optimizer, o = _optimizer_options(optimizer, options)
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
-        raise TypeError(f"step must be an int, got {type(step).__name__}")
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got {step}")
+    optimizer, o = _optimizer_options(optimizer, {} if options is None else options)
+    if step is not None:
+        if not isinstance(step, np.ndarray) or step.dtype != np.int64 or step.shape != (1,) \
+                or not step.flags.c_contiguous:
+            raise TypeError("step must be an int64 array of shape (1,)")
+        if not step.flags.writeable:
+            raise ValueError("step is read-only but is written to; pass a writable array")
+        if step[0] < 0:
+            raise ValueError(f"step must hold a count >= 0, got {step[0]}")
     Ws, bs, acts, dtype = _model(params, activations)
     _check_output_pair(loss, acts[-1])
     if Y is None:
@@ -538,6 +555,7 @@ def train_epoch(X, Y, sample_weight, perm, params, activations, loss, batch_size
         if n and (perm.min() < 0 or perm.max() >= n):
             raise ValueError(f"perm holds a value that is not a row index in [0, {n})")
     k = states_per_param(optimizer, o)
+    state = [] if state is None else state
     if not isinstance(state, (list, tuple)) or len(state) != k * len(params):
         raise ValueError(f"state must hold {k * len(params)} arrays ({k} per parameter for this optimizer)")
     for i, s in enumerate(state):
@@ -545,18 +563,17 @@ def train_epoch(X, Y, sample_weight, perm, params, activations, loss, batch_size
         _array(s, f"state[{i}]", p.ndim, True, dtype)
         if s.shape != p.shape:
             raise ValueError(f"state[{i}] must have shape {p.shape}, got {s.shape}")
-    metrics = _metrics(metrics, Ws[-1].shape[1])
-
-    batch = min(batch_size, n)
-    try:
-        step = _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, batch, optimizer, o, state, k, step, metrics)
-    except KeyboardInterrupt as e:
-        e.step = getattr(e, "step", step)
-        raise
-    return step
+    metrics = np.zeros(2 + Ws[-1].shape[1]) if metrics is None else _metrics(metrics, Ws[-1].shape[1])
+    counter = np.zeros(1, np.int64) if step is None else step
+    before = metrics[0]
+    _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, min(batch_size, n), optimizer, o, state, k, counter,
+                metrics)
+    return float((metrics[0] - before) / n)
 
 
-def _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, batch, optimizer, o, state, k, step, metrics):
+def _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, batch, optimizer, o, state, k, counter, metrics):
+    """The batches of train_epoch; counter[0] counts optimizer steps (kept current, so an
+    interrupt leaves it right)."""
     n, dtype = X.shape[0], X.dtype
     for s in range(0, n, batch):
         idx = slice(s, s + batch) if perm is None else perm[s:s + batch]
@@ -568,12 +585,12 @@ def _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, batch, optimizer, o, state, k
         total, dZ = _loss_grad(loss, acts[-1], z, h, Yb, wb, dtype.type(1.0 / rows))
         metrics[0] += total
         _add_metrics(loss, acts[-1], h, Yb, wb, metrics)
-        step += 1
+        step = int(counter[0]) + 1
         for l, inp, d in _backward_layers(Ws, acts, Xb, cache, dZ):
             dW, db = inp.T @ d, d.sum(axis=0)
             _update(optimizer, o, Ws[l], dW, state[2 * l * k:(2 * l + 1) * k], step, o["weight_decay"])
             _update(optimizer, o, bs[l], db, state[(2 * l + 1) * k:(2 * l + 2) * k], step, 0.0)
-    return step
+        counter[0] = step
 
 
 def set_num_threads(n):
