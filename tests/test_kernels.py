@@ -250,3 +250,25 @@ def test_threads_setting():
             _core.set_num_threads(1.5)
     finally:
         _core.set_num_threads(before)
+
+
+BACKEND_FUNCTIONS = ["gemm", "dense_forward", "dense_backward", "activation_forward", "activation_backward",
+                     "loss_forward", "loss_backward", "sgd_step", "forward", "evaluate", "gradients",
+                     "train_epoch", "set_num_threads", "get_num_threads"]
+
+
+@pytest.mark.parametrize("name", BACKEND_FUNCTIONS)
+def test_reference_has_the_same_signatures(name):
+    """The reference is the specification: same names, parameters, order and defaults."""
+    import inspect
+    import re
+    ref = inspect.signature(getattr(reference, name))
+    doc = getattr(_core, name).__doc__.splitlines()[0]
+    params = re.match(rf"{name}\((.*)\) ->", doc).group(1)
+    core = [p.split(":")[0].strip() for p in params.split(",") if p.strip()]
+    assert core == list(ref.parameters), (core, list(ref.parameters))
+    core_defaults = {p.split(":")[0].strip(): p.split("=")[1].strip() for p in params.split(",") if "=" in p}
+    ref_defaults = {k: repr(v.default) for k, v in ref.parameters.items() if v.default is not inspect._empty}
+    assert set(core_defaults) == set(ref_defaults)
+    for key, value in ref_defaults.items():
+        assert core_defaults[key].replace("'", "") == value.replace("'", ""), key
