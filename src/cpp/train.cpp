@@ -278,6 +278,102 @@ struct RowwiseTrainer {
     }
 };
 
+// The textbook shape, one hidden layer a few units wide trained one row at a time with plain
+// SGD, compiled for each width so every loop is unrolled: there the per-row work is a few
+// dozen multiply-adds and loop control would otherwise cost more than the arithmetic.
+constexpr int kFixedMaxIn = 4, kFixedMaxHidden = 8, kFixedMaxOut = 4;
+
+template <typename T, int NI, int NH, int NO>
+double fixed_sgd_rows(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t begin,
+                      std::int64_t end, const std::int64_t* perm, T lr, T keep, double* metrics) {
+    T* W0 = m.W[0];
+    T* b0 = m.b[0];
+    T* W1 = m.W[1];
+    T* b1 = m.b[1];
+    const Act a0 = m.acts[0], a1 = m.acts[1];
+    double loss = 0.0;
+    for (std::int64_t s = begin; s < end; ++s) {
+        const std::int64_t r = perm ? perm[s] : s;
+        const T* x = X + r * NI;
+        const T* y = Y + r * NO;
+        const T g = w ? w[r] : T(1);
+        T z1[NH], h1[NH], z2[NO], h2[NO], d2[NO], d1[NH];
+        for (int j = 0; j < NH; ++j) {
+            T acc = b0[j];
+            for (int k = 0; k < NI; ++k) acc += x[k] * W0[k * NH + j];
+            z1[j] = acc;
+            h1[j] = elementwise(a0, acc);
+        }
+        for (int j = 0; j < NO; ++j) {
+            T acc = b1[j];
+            for (int k = 0; k < NH; ++k) acc += h1[k] * W1[k * NO + j];
+            z2[j] = acc;
+            h2[j] = elementwise(a1, acc);
+        }
+        double row = 0.0;
+        for (int j = 0; j < NO; ++j) {
+            const T res = h2[j] - y[j];
+            const double sq = double(res) * double(res);
+            row += 0.5 * sq;
+            metrics[1 + j] += double(g) * sq;
+            d2[j] = g * res * derivative(a1, z2[j], h2[j]);
+        }
+        loss += double(g) * row;
+        for (int k = 0; k < NH; ++k) {  // from the weights before this row's update
+            T acc = T(0);
+            for (int j = 0; j < NO; ++j) acc += d2[j] * W1[k * NO + j];
+            d1[k] = acc * derivative(a0, z1[k], h1[k]);
+        }
+        for (int k = 0; k < NH; ++k)
+            for (int j = 0; j < NO; ++j) W1[k * NO + j] = keep * W1[k * NO + j] - lr * (h1[k] * d2[j]);
+        for (int j = 0; j < NO; ++j) b1[j] -= lr * d2[j];
+        for (int k = 0; k < NI; ++k)
+            for (int j = 0; j < NH; ++j) W0[k * NH + j] = keep * W0[k * NH + j] - lr * (x[k] * d1[j]);
+        for (int j = 0; j < NH; ++j) b0[j] -= lr * d1[j];
+    }
+    return loss;
+}
+
+template <typename T>
+using FixedRows = double (*)(const Model<T>&, const T*, const T*, const T*, std::int64_t, std::int64_t,
+                             const std::int64_t*, T, T, double*);
+
+template <typename T, int NI, int NH, int NO>
+FixedRows<T> pick_out(int no) {
+    if constexpr (NO > kFixedMaxOut) {
+        return nullptr;
+    } else {
+        return no == NO ? &fixed_sgd_rows<T, NI, NH, NO> : pick_out<T, NI, NH, NO + 1>(no);
+    }
+}
+
+template <typename T, int NI, int NH>
+FixedRows<T> pick_hidden(int nh, int no) {
+    if constexpr (NH > kFixedMaxHidden) {
+        return nullptr;
+    } else {
+        return nh == NH ? pick_out<T, NI, NH, 1>(no) : pick_hidden<T, NI, NH + 1>(nh, no);
+    }
+}
+
+template <typename T, int NI>
+FixedRows<T> pick_in(int ni, int nh, int no) {
+    if constexpr (NI > kFixedMaxIn) {
+        return nullptr;
+    } else {
+        return ni == NI ? pick_hidden<T, NI, 1>(nh, no) : pick_in<T, NI + 1>(ni, nh, no);
+    }
+}
+
+// The unrolled trainer for this model and step, or null when it does not apply.
+template <typename T>
+FixedRows<T> fixed_trainer(const Model<T>& m, int batch, const OptimizerConfig& opt) {
+    if (m.n_layers() != 2 || batch != 1 || m.loss != Loss::mse || opt.kind != Opt::sgd || opt.momentum != 0.0 ||
+        m.acts[1] == Act::softmax)
+        return nullptr;
+    return pick_in<T, 1>(m.sizes[0], m.sizes[1], m.sizes[2]);
+}
+
 }  // namespace
 
 template <typename T>
@@ -355,6 +451,19 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
         if (stopped) *stopped = true;
         return true;
     };
+
+    if (FixedRows<T> rows_fn = fixed_trainer(m, batch, opt)) {
+        const T lr = T(opt.lr), keep = T(1) - T(opt.lr) * T(opt.weight_decay);
+        // Blocks of rows between Ctrl-C checks; each row is one optimizer step.
+        const std::int64_t block = std::max<std::int64_t>(1, 2'000'000 / std::max<long>(work_per_row, 1));
+        for (std::int64_t s = 0; s < n; s += block) {
+            const std::int64_t e = std::min(n, s + block);
+            metrics[0] += rows_fn(m, X, Y, w, s, e, perm, lr, keep, metrics + 1);
+            step += e - s;
+            if (poll(int(e - s))) break;
+        }
+        return step;
+    }
 
     if (use_rowwise(m.sizes)) {
         RowwiseTrainer<T> tr(m, opt, state);

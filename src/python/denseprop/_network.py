@@ -587,13 +587,12 @@ class Network:
 
 def _total_sum_of_squares(Y, w):
     """Per-output weighted sum of squares about the weighted mean, in float64."""
-    Yd = Y.astype(np.float64)
     wd = np.ones(Y.shape[0]) if w is None else w.astype(np.float64)
     total = wd.sum()
     if total <= 0:
         return np.zeros(Y.shape[1])
-    mean = (wd[:, None] * Yd).sum(axis=0) / total
-    return (wd[:, None] * (Yd - mean) ** 2).sum(axis=0)
+    mean = wd @ Y / total
+    return wd @ (Y - mean) ** 2
 
 
 class _Progress:
