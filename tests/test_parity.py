@@ -126,3 +126,20 @@ def test_unshuffled_fit_matches(dtype):
     a.fit(X, Y, epochs=3, batch_size=8, lr=0.05, shuffle=False)
     b.fit(X, Y, epochs=3, batch_size=8, lr=0.05, shuffle=False)
     assert max_rel_err(a.weights + a.biases, b.weights + b.biases) < FIT_TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layers", [[1, 2, 2], [3, 8, 1], [4, 5, 4], [2, 3, 3], [4, 8, 4, 2], [6, 40, 3]])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_row_by_row_paths(dtype, layers, batch):
+    """Small nets train row by row (unrolled for one hidden layer with batch 1 and plain SGD,
+    scalar loops otherwise): same results as the reference, with weights and decay."""
+    rng = np.random.default_rng(4)
+    n = 41
+    X = rng.standard_normal((n, layers[0])).astype(dtype)
+    Y = rng.uniform(0, 1, (n, layers[-1])).astype(dtype)
+    w = rng.uniform(0, 2, n)
+    a, b = pair(layers, dtype, seed=3, activation="tanh", output_activation="sigmoid")
+    for net in (a, b):
+        net.fit(X, Y, epochs=3, batch_size=batch, sample_weight=w, optimizer=dp.SGD(0.1, weight_decay=0.01))
+    assert max_rel_err(a.weights + a.biases, b.weights + b.biases) < FIT_TOL[dtype]
