@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -319,6 +320,59 @@ void ensure_memory(double bytes, const std::string& what,
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// BLAS threads. dp.set_num_threads sets the user's count. Passes whose matrix products are
+// all small run single-threaded meanwhile: on a busy 2-core machine a 2-thread product of a
+// few million multiply-adds waits on the other thread far longer than it saves (mnist-shaped
+// epoch: 61 k samples/s on 1 thread, 20 k on 2, benchmarks/ with another process running).
+
+constexpr double kThreadedProduct = 64.0 * 1024 * 1024;  // multiply-adds of the largest product
+
+std::mutex g_threads_mutex;
+int g_user_threads = -1;  // -1: not read from OpenBLAS yet
+int g_single_scopes = 0;  // passes currently holding OpenBLAS at one thread
+
+int user_threads_locked() {
+    if (g_user_threads < 0) g_user_threads = scipy_openblas_get_num_threads();
+    return g_user_threads;
+}
+
+void set_user_threads(int n) {
+    std::lock_guard<std::mutex> lock(g_threads_mutex);
+    g_user_threads = n;
+    if (g_single_scopes == 0) scipy_openblas_set_num_threads(n);
+}
+
+int get_user_threads() {
+    std::lock_guard<std::mutex> lock(g_threads_mutex);
+    return user_threads_locked();
+}
+
+// Holds OpenBLAS at one thread for its lifetime when the pass's products are small.
+class SmallProductThreads {
+  public:
+    SmallProductThreads(const std::vector<int>& sizes, std::int64_t rows) {
+        double largest = 0;
+        for (std::size_t l = 0; l + 1 < sizes.size(); ++l)
+            largest = std::max(largest, double(rows) * sizes[l] * sizes[l + 1]);
+        if (largest >= kThreadedProduct) return;
+        std::lock_guard<std::mutex> lock(g_threads_mutex);
+        if (user_threads_locked() <= 1) return;
+        if (g_single_scopes++ == 0) scipy_openblas_set_num_threads(1);
+        active_ = true;
+    }
+    ~SmallProductThreads() {
+        if (!active_) return;
+        std::lock_guard<std::mutex> lock(g_threads_mutex);
+        if (--g_single_scopes == 0) scipy_openblas_set_num_threads(g_user_threads);
+    }
+    SmallProductThreads(const SmallProductThreads&) = delete;
+    SmallProductThreads& operator=(const SmallProductThreads&) = delete;
+
+  private:
+    bool active_ = false;
+};
+
 // Polls for Ctrl-C every ~20 ms from inside a loop that runs without the GIL.
 struct SignalPoll {
     std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
@@ -475,6 +529,7 @@ py::object forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, 
     pspans.insert(pspans.end(), d.spans.begin(), d.spans.end());
     check_no_overlap({span_of(out_h, "out")}, pspans);
     ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), false, false), "forward");
+    SmallProductThreads threads(m.sizes, dp::chunk_rows(m.sizes, d.n));
     {
         py::gil_scoped_release nogil;
         dp::forward<T>(m, d.X, d.n, out);
@@ -494,6 +549,7 @@ double evaluate_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle 
     double* metrics = metrics_h.is_none() ? own.data() : metrics_view(metrics_h, m.n_out());
     ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), false, false), "evaluate");
     const double before = metrics[0];
+    SmallProductThreads threads(m.sizes, dp::chunk_rows(m.sizes, d.n));
     {
         py::gil_scoped_release nogil;
         dp::evaluate<T>(m, d.X, d.Y, d.w, d.n, metrics);
@@ -538,6 +594,7 @@ py::object gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::ha
     }
     check_no_overlap(outs, ins);
     ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), true, false), "gradients");
+    SmallProductThreads threads(m.sizes, dp::chunk_rows(m.sizes, d.n));
     {
         py::gil_scoped_release nogil;
         dp::gradients<T>(m, d.X, d.Y, d.w, d.n, gW, gb);
@@ -663,6 +720,7 @@ double train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::hand
     dp::StopCheck check = [&poll]() { return poll(); };
     bool stopped = false;
     const double before = metrics[0];
+    SmallProductThreads threads(m.sizes, rows);
     {
         py::gil_scoped_release nogil;
         // The step count is written back even when Ctrl-C ends the epoch early.
@@ -829,9 +887,9 @@ PYBIND11_MODULE(_core, mod) {
 
     mod.def(
         "set_num_threads",
-        [](py::handle n) { scipy_openblas_set_num_threads(to_int(n, "n", 1, 1024)); }, "n"_a,
-        "Threads of denseprop's OpenBLAS.");
-    mod.def("get_num_threads", []() { return scipy_openblas_get_num_threads(); });
+        [](py::handle n) { set_user_threads(to_int(n, "n", 1, 1024)); }, "n"_a,
+        "Threads of denseprop's OpenBLAS for large matrix products.");
+    mod.def("get_num_threads", &get_user_threads, "Threads of denseprop's OpenBLAS (the user's setting).");
     mod.def("available_memory", &available_memory,
             "Bytes of memory the system can still provide (MemAvailable on Linux); -1 if unknown.");
     mod.def("blas_info", []() {
