@@ -140,15 +140,23 @@ void check_no_overlap(const std::vector<Span>& outputs, const std::vector<Span>&
     }
 }
 
-int to_int(py::handle h, const std::string& name, long long lo, long long hi) {
-    if (py::isinstance<py::bool_>(h) || !py::isinstance<py::int_>(h))
+// Python ints and NumPy integers (anything with __index__), but not bools.
+long long index_value(py::handle h, const std::string& name) {
+    const bool is_bool = py::isinstance<py::bool_>(h) ||
+                         std::string(py::str(py::type::of(h).attr("__name__"))) == "bool";
+    if (is_bool || !PyIndex_Check(h.ptr()))
         type_error(name + " must be an int, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
-    long long v;
-    try {
-        v = h.cast<long long>();
-    } catch (const py::cast_error&) {
-        value_error(name + " is out of range");
-    }
+    int overflow = 0;
+    py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
+    if (!index) throw py::error_already_set();
+    const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    if (overflow) value_error(name + " is out of range, got " + std::string(py::str(h)));
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    return v;
+}
+
+int to_int(py::handle h, const std::string& name, long long lo, long long hi) {
+    const long long v = index_value(h, name);
     if (v < lo || v > hi)
         value_error(name + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
                     std::to_string(v));
@@ -156,24 +164,32 @@ int to_int(py::handle h, const std::string& name, long long lo, long long hi) {
 }
 
 std::int64_t to_int64(py::handle h, const std::string& name, long long lo) {
-    if (py::isinstance<py::bool_>(h) || !py::isinstance<py::int_>(h))
-        type_error(name + " must be an int, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
-    long long v;
-    try {
-        v = h.cast<long long>();
-    } catch (const py::cast_error&) {
-        value_error(name + " is out of range");
-    }
+    const long long v = index_value(h, name);
     if (v < lo) value_error(name + " must be >= " + std::to_string(lo) + ", got " + std::to_string(v));
     return v;
 }
 
+// Python and NumPy real numbers (not bools), finite.
 double to_double(py::handle h, const std::string& name) {
-    if (py::isinstance<py::bool_>(h) || !(py::isinstance<py::float_>(h) || py::isinstance<py::int_>(h)))
-        type_error(name + " must be a float, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
-    const double v = h.cast<double>();
+    const std::string type_name = py::str(py::type::of(h).attr("__name__"));
+    const bool is_bool = py::isinstance<py::bool_>(h) || type_name == "bool";
+    const bool real = py::isinstance<py::float_>(h) || PyIndex_Check(h.ptr()) ||
+                      (PyFloat_Check(h.ptr()) || type_name.rfind("float", 0) == 0);
+    if (is_bool || !real) type_error(name + " must be a float, got " + type_name);
+    const double v = PyFloat_AsDouble(h.ptr());
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();  // e.g. an int too large for a double
+        value_error(name + " must be a finite float, got " + std::string(py::str(h)));
+    }
     if (!std::isfinite(v)) value_error(name + " must be finite, got " + std::to_string(v));
     return v;
+}
+
+bool to_bool(py::handle h, const std::string& name) {
+    const std::string type_name = py::str(py::type::of(h).attr("__name__"));
+    if (!py::isinstance<py::bool_>(h) && type_name != "bool")
+        type_error(name + " must be a bool, got " + type_name);
+    return PyObject_IsTrue(h.ptr()) == 1;
 }
 
 std::string to_string(py::handle h, const std::string& name) {
@@ -452,10 +468,15 @@ py::object dense_backward_impl(py::handle X_h, py::handle W_h, py::handle dZ_h) 
     return py::make_tuple(dW, db, dX);
 }
 
+void check_softmax_columns(dp::Act act, std::int64_t cols) {
+    if (act == dp::Act::softmax && cols < 1) value_error("softmax needs at least one column, got 0");
+}
+
 template <typename T>
 py::object activation_forward_impl(dp::Act act, py::handle Z_h) {
     Shape zs;
     const T* Z = view<T>(Z_h, "Z", 2, false, &zs);
+    check_softmax_columns(act, zs.cols);
     auto Zc = new_array<T>(zs.rows, zs.cols, 2);  // the kernel may write Z; work on a copy
     auto H = new_array<T>(zs.rows, zs.cols, 2);
     T *zc = Zc.mutable_data(), *h = H.mutable_data();
@@ -472,6 +493,7 @@ py::object activation_backward_impl(dp::Act act, py::handle Z_h, py::handle H_h,
     const T* dH = view<T>(dH_h, "dH", 2, false, &ds);
     expect_shape("H", hs, zs.rows, zs.cols);
     expect_shape("dH", ds, zs.rows, zs.cols);
+    check_softmax_columns(act, zs.cols);
     auto dZ = new_array<T>(zs.rows, zs.cols, 2);
     dp::activation_backward<T>(act, (int)zs.rows, (int)zs.cols, Z, H, dH, dZ.mutable_data());
     return std::move(dZ);
@@ -493,6 +515,7 @@ py::object loss_impl(dp::Loss loss, dp::Act out, py::handle Z_h, py::handle H_h,
         expect_length("sample_weight", wsh, zs.rows);
     }
     if (zs.rows == 0) value_error("Z has no rows; pass at least one sample");
+    if (zs.cols == 0) value_error("Z has no columns; the output layer needs at least one");
     const T scale = T(1.0 / double(zs.rows));
     if (!backward)
         return py::float_(dp::loss_forward_backward<T>(loss, out, (int)zs.rows, (int)zs.cols, Z, H, Y, w,
@@ -613,8 +636,7 @@ dp::OptimizerConfig to_optimizer(py::handle name_h, py::handle options_h) {
     for (auto item : o) {
         const std::string key = to_string(item.first, "options key");
         if (key == "nesterov") {
-            if (!py::isinstance<py::bool_>(item.second)) type_error("options['nesterov'] must be a bool");
-            c.nesterov = item.second.cast<bool>();
+            c.nesterov = to_bool(item.second, "options['nesterov']");
             continue;
         }
         const double v = to_double(item.second, "options['" + key + "']");
@@ -745,7 +767,10 @@ PYBIND11_MODULE(_core, mod) {
 
     mod.def(
         "gemm",
-        [](py::handle A, py::handle B, py::handle C, bool trans_a, bool trans_b, double alpha, double beta) {
+        [](py::handle A, py::handle B, py::handle C, py::handle trans_a_h, py::handle trans_b_h, py::handle alpha_h,
+           py::handle beta_h) {
+            const bool trans_a = to_bool(trans_a_h, "trans_a"), trans_b = to_bool(trans_b_h, "trans_b");
+            const double alpha = to_double(alpha_h, "alpha"), beta = to_double(beta_h, "beta");
             if (float_dtype(C, "C") == DType::f32) gemm_impl<float>(A, B, C, trans_a, trans_b, alpha, beta);
             else gemm_impl<double>(A, B, C, trans_a, trans_b, alpha, beta);
         },

@@ -85,26 +85,57 @@ class _Damaged(ValueError):
     pass
 
 
+def _member_array(zf, info):
+    """One .npy member, checked against its own header before anything is allocated: a
+    header that claims more data than the member holds is damage, not a reason to allocate."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise _Damaged(f"record {info.filename!r} has an unknown .npy version {version}")
+        if dtype.hasobject:
+            raise _Damaged(f"record {info.filename!r} holds Python objects, which are never unpickled")
+        count = 1
+        for dim in shape:
+            count *= int(dim)
+        header_end = f.tell()
+        if count * dtype.itemsize != info.file_size - header_end:
+            raise _Damaged(f"record {info.filename!r} claims shape {shape} of {dtype}, which does not "
+                           f"match its {info.file_size - header_end} bytes of data")
+        data = f.read(count * dtype.itemsize)
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
 def _read(path):
     """(meta, arrays) of a model file; ValueError for anything that is not a sound one."""
     with open(path, "rb") as f:  # a missing or unreadable file raises Python's own OSError
         data = f.read()
+    if not data:
+        raise _Damaged("the file is empty")
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            names = set(npz.files)
-            if "meta" not in names:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = {info.filename: info for info in zf.infolist()}
+            if "meta.npy" not in infos:
                 raise _Damaged("it has no 'meta' record")
-            meta = json.loads(str(npz["meta"][()]))
-            arrays = {name: npz[name] for name in names - {"meta"}}
+            arrays = {}
+            for filename, info in infos.items():
+                if not filename.endswith(".npy"):
+                    raise _Damaged(f"it holds an unexpected record {filename!r}")
+                arrays[filename[:-4]] = _member_array(zf, info)
+        meta = json.loads(str(arrays.pop("meta")[()]))
     except _Damaged:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, IndexError, ValueError, TypeError,
-            zipfile.LargeZipFile, UnicodeDecodeError, json.JSONDecodeError, RuntimeError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, KeyError, IndexError, ValueError,
+            TypeError, UnicodeDecodeError, RuntimeError, OverflowError, MemoryError) as err:
         raise _Damaged(f"it is truncated, damaged or not an .npz archive ({type(err).__name__}: {err})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _Damaged("it is not a denseprop model (no 'format': 'denseprop' in its metadata)")
     version = meta.get("format_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise _Damaged("its format version is missing")
     if version > FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer denseprop (file format {version}, library "
@@ -122,7 +153,7 @@ def load_network(cls, path, backend=None):
         return _build(cls, meta, arrays, backend)
     except _Damaged as err:
         raise ValueError(f"cannot load {path}: {err}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MemoryError) as err:
         if isinstance(err, ValueError) and str(err).startswith(path):
             raise
         raise ValueError(f"cannot load {path}: its metadata is inconsistent ({type(err).__name__}: {err})") from None
@@ -166,8 +197,9 @@ def _build(cls, meta, arrays, backend):
         if s is None or s.shape != p.shape or s.dtype != p.dtype:
             raise _Damaged(f"optimizer state S{i} is missing or does not match parameter shape {p.shape}")
         state.append(np.array(s, order="C"))
-    opt.state, opt.step, opt.epochs, opt._owner = state, int(o["step"]), int(o["epochs"]), net
-    if opt.step < 0 or opt.epochs < 0:
-        raise _Damaged("negative optimizer step or epoch count")
+    for key in ("step", "epochs"):
+        if not isinstance(o[key], int) or isinstance(o[key], bool) or not 0 <= o[key] < 2**62:
+            raise _Damaged(f"the optimizer's {key} count {o[key]!r} is not a count")
+    opt.state, opt.step, opt.epochs, opt._owner = state, o["step"], o["epochs"], net
     net.optimizer = opt
     return net

@@ -50,6 +50,12 @@ def _ensure_memory(nbytes, what, fix):
                           f"{available / 2**20:,.0f} MiB of memory is available; {fix}")
 
 
+def _contiguous(arr, dtype):
+    """arr as a C-contiguous, aligned, native array of dtype; the array itself when it is one."""
+    with np.errstate(over="ignore"):  # values beyond the dtype become inf, reported next
+        return np.require(arr, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
+
+
 def _as_numeric(x, name):
     """x as an ndarray of a bool, integer or float dtype (no copy when it already is one)."""
     if isinstance(x, np.ndarray):
@@ -125,6 +131,10 @@ class Network:
         self.seed = seed
         self.backend = backend
         bias_init = _float(bias_init, "bias_init")
+        with np.errstate(over="ignore"):
+            fits = np.isfinite(self.dtype.type(bias_init))
+        if not fits:
+            raise ValueError(f"bias_init={bias_init} does not fit in {self.dtype.name}")
         self._rng = np.random.default_rng(seed)
         self.init = init if isinstance(init, str) else "user"
         self.weights, self.biases = self._initial_parameters(init, bias_init)
@@ -258,7 +268,7 @@ class Network:
             raise ValueError(f"{name} has {arr.shape[1]} features but the network expects {self.n_in}")
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty (0 rows); pass at least one sample")
-        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        arr = _contiguous(arr, self.dtype)
         _check_finite(arr, name)
         return arr
 
@@ -290,7 +300,7 @@ class Network:
             raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n}")
         if arr.shape[1] != n_out:
             raise ValueError(f"{name} has {arr.shape[1]} outputs but the network has {n_out}")
-        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        arr = _contiguous(arr, self.dtype)
         _check_finite(arr, name)
         if classify and (arr.min() < 0 or arr.max() > 1):
             raise ValueError(f"{name}: cross-entropy targets must lie in [0, 1] (one-hot, soft or 0/1 "
@@ -303,7 +313,7 @@ class Network:
         arr = _as_numeric(w, "sample_weight")
         if arr.ndim != 1 or arr.shape[0] != n:
             raise ValueError(f"sample_weight must be 1-D with one weight per row ({n}), got shape {arr.shape}")
-        arr = np.ascontiguousarray(arr, dtype=self.dtype)
+        arr = _contiguous(arr, self.dtype)
         _check_finite(arr, "sample_weight")
         if (arr < 0).any():
             raise ValueError("sample_weight must be non-negative")

@@ -16,7 +16,10 @@ import numpy as np
 def _float(value, name, low=None, high=None, low_open=False, high_open=True):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number, got {value}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
@@ -51,8 +54,12 @@ class Schedule:
         return {}
 
     def set_state(self, state):
+        """Restores get_state(); raises ValueError for anything that is not such a state."""
+        expected = self.get_state()
+        if not isinstance(state, dict) or set(state) != set(expected):
+            raise ValueError(f"a {type(self).__name__} state needs the keys {sorted(expected)}")
         for key, value in state.items():
-            setattr(self, key, value)
+            setattr(self, key, _int(value, f"schedule state {key!r}", 0))
 
     def get_config(self):
         raise NotImplementedError
@@ -153,9 +160,11 @@ class ReduceOnPlateau(Schedule):
                 "bad_epochs": self.bad_epochs}
 
     def set_state(self, state):
-        self.scale = float(state["scale"])
-        self.best = math.inf if state["best"] is None else float(state["best"])
-        self.bad_epochs = int(state["bad_epochs"])
+        if not isinstance(state, dict) or set(state) != {"scale", "best", "bad_epochs"}:
+            raise ValueError("a ReduceOnPlateau state needs the keys best, bad_epochs and scale")
+        self.scale = _float(state["scale"], "schedule state 'scale'", 0.0, 1.0, low_open=True, high_open=False)
+        self.best = math.inf if state["best"] is None else _float(state["best"], "schedule state 'best'")
+        self.bad_epochs = _int(state["bad_epochs"], "schedule state 'bad_epochs'", 0)
 
     def get_config(self):
         return {"factor": self.factor, "patience": self.patience, "threshold": self.threshold,

@@ -108,6 +108,36 @@ def _array(a, name, ndim, writable=False, dtype=None):
     return a
 
 
+def _int(x, name, lo, hi=None):
+    """An int (Python or NumPy, not bool) in [lo, hi], as the bindings accept."""
+    if isinstance(x, (bool, np.bool_)) or not hasattr(type(x), "__index__"):
+        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
+    x = int(x.__index__())
+    if x < lo or (hi is not None and x > hi):
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {x}" if hi is not None
+                         else f"{name} must be >= {lo}, got {x}")
+    return x
+
+
+def _float(x, name):
+    """A finite real number (not bool), as the bindings accept."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a float, got {type(x).__name__}")
+    try:
+        v = float(x)
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite float, got {x}") from None
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    return v
+
+
+def _bool(x, name):
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(x).__name__}")
+    return bool(x)
+
+
 def _name(x, name, choices):
     if not isinstance(x, str):
         raise TypeError(f"{name} must be a str, got {type(x).__name__}")
@@ -173,6 +203,14 @@ def _data(X, Y, w, Ws, dtype, need_rows=True):
     return X, Y, w
 
 
+def _no_overlap(outputs, others):
+    """Refuses outputs that share memory with each other or with inputs, as the bindings do."""
+    for i, (name, a) in enumerate(outputs):
+        for other, b in outputs[i + 1:] + others:
+            if a.size and b.size and np.shares_memory(a, b):
+                raise ValueError(f"{name} and {other} share memory; pass separate arrays")
+
+
 def _metrics(metrics, n_out):
     m = _array(metrics, "metrics", 1, True, np.float64)
     if m.shape[0] != 2 + n_out:
@@ -192,6 +230,8 @@ def _chunk_rows(Ws, n):
 
 def gemm(A, B, C, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     """C (M, N) = alpha * op(A) @ op(B) + beta * C, in place; op(A) is A.T when trans_a."""
+    trans_a, trans_b = _bool(trans_a, "trans_a"), _bool(trans_b, "trans_b")
+    alpha, beta = _float(alpha, "alpha"), _float(beta, "beta")
     dtype = _array(C, "C", 2, True).dtype
     A = _array(A, "A", 2, dtype=dtype)
     B = _array(B, "B", 2, dtype=dtype)
@@ -239,6 +279,7 @@ def activation_forward(name, Z):
     """H = act(Z) for Z (n, k); softmax is row-wise."""
     name = _activation(name)
     Z = _array(Z, "Z", 2)
+    _softmax_columns(name, Z)
     return ACTIVATIONS[name](Z)
 
 
@@ -250,7 +291,13 @@ def activation_backward(name, Z, H, dH):
     dH = _array(dH, "dH", 2, dtype=Z.dtype)
     if H.shape != Z.shape or dH.shape != Z.shape:
         raise ValueError(f"H and dH must have the shape of Z {Z.shape}, got {H.shape} and {dH.shape}")
+    _softmax_columns(name, Z)
     return _act_backward(name, Z, H, dH)
+
+
+def _softmax_columns(name, Z):
+    if name == "softmax" and Z.shape[1] < 1:
+        raise ValueError("softmax needs at least one column, got 0")
 
 
 def _act_backward(name, Z, H, dH):
@@ -323,6 +370,8 @@ def _loss_args(loss, output_activation, Z, H, Y, sample_weight):
         raise ValueError(f"sample_weight must have length {Z.shape[0]}, got {w.shape[0]}")
     if Z.shape[0] == 0:
         raise ValueError("Z has no rows; pass at least one sample")
+    if Z.shape[1] == 0:
+        raise ValueError("Z has no columns; the output layer needs at least one")
     return loss, out, Z, H, Y, w
 
 
@@ -342,14 +391,17 @@ def loss_backward(loss, output_activation, Z, H, Y, sample_weight=None):
 
 def sgd_step(param, grad, lr):
     """param -= lr * grad, in place."""
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not np.isfinite(lr):
-        raise TypeError(f"lr must be a finite float, got {lr!r}")
-    if not isinstance(param, np.ndarray) or param.ndim not in (1, 2):
-        raise ValueError("param must be a 1-D or 2-D array")
+    lr = _float(lr, "lr")
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param must be a numpy.ndarray, got {type(param).__name__}")
+    if param.ndim not in (1, 2):
+        raise ValueError(f"param must be 1-D or 2-D, got shape {param.shape}")
     param = _array(param, "param", param.ndim, True)
     grad = _array(grad, "grad", param.ndim, dtype=param.dtype)
     if grad.shape != param.shape:
         raise ValueError(f"grad must have the shape of param {param.shape}, got {grad.shape}")
+    if np.shares_memory(param, grad):
+        raise ValueError("param and grad share memory; pass separate arrays")
     param -= param.dtype.type(lr) * grad
 
 
@@ -388,6 +440,7 @@ def forward(X, params, activations, out=None):
     out = _array(out, "out", 2, True, dtype)
     if out.shape != (X.shape[0], Ws[-1].shape[1]):
         raise ValueError(f"out must have shape ({X.shape[0]}, {Ws[-1].shape[1]}), got {out.shape}")
+    _no_overlap([("out", out)], [("X", X)] + [(f"params[{i}]", p) for i, p in enumerate(params)])
     chunk = _chunk_rows(Ws, X.shape[0])
     for s in range(0, X.shape[0], chunk):
         out[s:s + chunk] = _forward_layers(Ws, bs, acts, X[s:s + chunk])[-1][1]
@@ -434,6 +487,9 @@ def gradients(X, Y, params, activations, loss="mse", sample_weight=None, grads=N
         _array(g, f"grads[{i}]", p.ndim, True, dtype)
         if g.shape != p.shape:
             raise ValueError(f"grads[{i}] must have shape {p.shape}, got {g.shape}")
+    _no_overlap([(f"grads[{i}]", g) for i, g in enumerate(grads)],
+                [("X", X), ("Y", Y)] + [(f"params[{i}]", p) for i, p in enumerate(params)])
+    for g in grads:
         g[...] = 0
     n = X.shape[0]
     chunk = _chunk_rows(Ws, n)
@@ -445,9 +501,9 @@ def gradients(X, Y, params, activations, loss="mse", sample_weight=None, grads=N
         z, h = cache[-1]
         _, dZ = _loss_grad(loss, acts[-1], z, h, Y[sl], None if w is None else w[sl], scale)
         for l, inp, d in _backward_layers(Ws, acts, Xc, cache, dZ):
-            grads[2 * l] += inp.T @ d
-            grads[2 * l + 1] += d.sum(axis=0)
-    return grads
+            np.add(grads[2 * l], inp.T @ d, out=grads[2 * l])
+            np.add(grads[2 * l + 1], d.sum(axis=0), out=grads[2 * l + 1])
+    return list(grads)
 
 
 def _optimizer_options(optimizer, options):
@@ -456,15 +512,14 @@ def _optimizer_options(optimizer, options):
         raise TypeError("options must be a dict of optimizer hyper-parameters")
     o = dict(lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8)
     for key, v in options.items():
+        if not isinstance(key, str):
+            raise TypeError(f"options keys must be str, got {type(key).__name__}")
+        if key == "nesterov":
+            o[key] = _bool(v, "options['nesterov']")
+            continue
+        v = _float(v, f"options[{key!r}]")
         if key not in o:
             raise ValueError(f"options: unknown key {key!r}")
-        if key == "nesterov":
-            if not isinstance(v, (bool, np.bool_)):
-                raise TypeError("options['nesterov'] must be a bool")
-        elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"options[{key!r}] must be a float, got {type(v).__name__}")
-        elif not np.isfinite(v):
-            raise ValueError(f"options[{key!r}] must be finite, got {v}")
         o[key] = v
     if not o["lr"] > 0:
         raise ValueError("options['lr'] must be > 0")
@@ -527,10 +582,7 @@ def train_epoch(X, Y, params, activations, loss="mse", batch_size=32, perm=None,
     ``metrics``: as in evaluate, added to.
     """
     loss = _name(loss, "loss", LOSSES)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if not 1 <= batch_size <= 2**31 - 1:
-        raise ValueError(f"batch_size must be in [1, {2**31 - 1}], got {batch_size}")
+    batch_size = _int(batch_size, "batch_size", 1, 2**31 - 1)
     optimizer, o = _optimizer_options(optimizer, {} if options is None else options)
     if step is not None:
         if not isinstance(step, np.ndarray) or step.dtype != np.int64 or step.shape != (1,) \
@@ -586,17 +638,43 @@ def _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, batch, optimizer, o, state, k
         metrics[0] += total
         _add_metrics(loss, acts[-1], h, Yb, wb, metrics)
         step = int(counter[0]) + 1
-        for l, inp, d in _backward_layers(Ws, acts, Xb, cache, dZ):
-            dW, db = inp.T @ d, d.sum(axis=0)
-            _update(optimizer, o, Ws[l], dW, state[2 * l * k:(2 * l + 1) * k], step, o["weight_decay"])
-            _update(optimizer, o, bs[l], db, state[(2 * l + 1) * k:(2 * l + 2) * k], step, 0.0)
-        counter[0] = step
+        grads = [(l, inp.T @ d, d.sum(axis=0)) for l, inp, d in _backward_layers(Ws, acts, Xb, cache, dZ)]
+        with _StepIsAtomic():  # Ctrl-C leaves the weights of the last completed step
+            for l, dW, db in grads:
+                _update(optimizer, o, Ws[l], dW, state[2 * l * k:(2 * l + 1) * k], step, o["weight_decay"])
+                _update(optimizer, o, bs[l], db, state[(2 * l + 1) * k:(2 * l + 2) * k], step, 0.0)
+            counter[0] = step
+
+
+class _StepIsAtomic:
+    """Holds back SIGINT while one optimizer step is applied, then raises it; the C++ backend
+    checks for Ctrl-C only between steps, and the reference keeps that promise too."""
+
+    def __enter__(self):
+        import signal
+        import threading
+        self.pending = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            import signal
+            signal.signal(signal.SIGINT, self.previous)
+            if self.pending and exc[0] is None:
+                raise KeyboardInterrupt
+        return False
 
 
 def set_num_threads(n):
     """Threads of NumPy's BLAS, through threadpoolctl when it is installed."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = _int(n, "n", 1, 1024)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # without threadpoolctl NumPy's threads cannot be changed at run time
