@@ -557,7 +557,8 @@ class Network:
                 opt.schedule.step(monitored)
                 stop = False
                 for cb in callbacks:
-                    if cb(dict(record)) is True:
+                    answer = cb(dict(record))
+                    if answer is True or (isinstance(answer, np.bool_) and answer):
                         stop = True
                 if early_stopping is not None:
                     if monitored < best_loss - early_stopping.min_delta:
