@@ -99,6 +99,28 @@ inline T derivative(Act act, T z, T h) {
     }
 }
 
+// The same two, with ReLU and identity inlined: the row-wise trainers call these per element,
+// and a call per element costs more than the arithmetic of a textbook-sized layer.
+#if defined(__GNUC__)
+#define DP_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define DP_ALWAYS_INLINE inline
+#endif
+
+template <typename T>
+DP_ALWAYS_INLINE T activate(Act act, T z) {
+    if (act == Act::relu) return z > T(0) ? z : T(0);
+    if (act == Act::identity) return z;
+    return elementwise(act, z);
+}
+
+template <typename T>
+DP_ALWAYS_INLINE T activate_grad(Act act, T z, T h) {
+    if (act == Act::relu) return h > T(0) ? T(1) : T(0);
+    if (act == Act::identity) return T(1);
+    return derivative(act, z, h);
+}
+
 // C (M,N) = alpha * op(A) @ op(B) + beta * C, op(A) (M,K), op(B) (K,N).
 // Small products run in plain loops (a BLAS call costs more than the arithmetic);
 // the rest go to OpenBLAS. As in BLAS, C is not read when beta == 0.

@@ -197,7 +197,7 @@ struct RowwiseTrainer {
                 }
                 if (act == Act::softmax) bias_activation_forward<T>(act, 1, fo, zl, nullptr, hl);
                 else
-                    for (int j = 0; j < fo; ++j) hl[j] = elementwise(act, zl[j]);
+                    for (int j = 0; j < fo; ++j) hl[j] = activate(act, zl[j]);
                 in = hl;
             }
             const T* zo = z.data() + offset[L - 1];
@@ -213,7 +213,7 @@ struct RowwiseTrainer {
                     const T res = ho[j] - yr[j];
                     row += 0.5 * double(res) * double(res);
                     metrics[1 + j] += (wp ? double(*wp) : 1.0) * double(res) * double(res);
-                    d[j] = g * res * derivative(out, zo[j], ho[j]);
+                    d[j] = g * res * activate_grad(out, zo[j], ho[j]);
                 }
                 loss += wp ? double(*wp) * row : row;
             } else {
@@ -232,7 +232,7 @@ struct RowwiseTrainer {
                     for (int k = 0; k < fi; ++k) {
                         T s = T(0);
                         for (int j = 0; j < fo; ++j) s += d[j] * W[(std::size_t)k * fo + j];
-                        d_prev[k] = s * derivative(below, zb[k], lin[k]);
+                        d_prev[k] = s * activate_grad(below, zb[k], lin[k]);
                     }
                 }
                 if (direct) {
@@ -302,13 +302,13 @@ double fixed_sgd_rows(const Model<T>& m, const T* X, const T* Y, const T* w, std
             T acc = b0[j];
             for (int k = 0; k < NI; ++k) acc += x[k] * W0[k * NH + j];
             z1[j] = acc;
-            h1[j] = elementwise(a0, acc);
+            h1[j] = activate(a0, acc);
         }
         for (int j = 0; j < NO; ++j) {
             T acc = b1[j];
             for (int k = 0; k < NH; ++k) acc += h1[k] * W1[k * NO + j];
             z2[j] = acc;
-            h2[j] = elementwise(a1, acc);
+            h2[j] = activate(a1, acc);
         }
         double row = 0.0;
         for (int j = 0; j < NO; ++j) {
@@ -316,13 +316,13 @@ double fixed_sgd_rows(const Model<T>& m, const T* X, const T* Y, const T* w, std
             const double sq = double(res) * double(res);
             row += 0.5 * sq;
             metrics[1 + j] += double(g) * sq;
-            d2[j] = g * res * derivative(a1, z2[j], h2[j]);
+            d2[j] = g * res * activate_grad(a1, z2[j], h2[j]);
         }
         loss += double(g) * row;
         for (int k = 0; k < NH; ++k) {  // from the weights before this row's update
             T acc = T(0);
             for (int j = 0; j < NO; ++j) acc += d2[j] * W1[k * NO + j];
-            d1[k] = acc * derivative(a0, z1[k], h1[k]);
+            d1[k] = acc * activate_grad(a0, z1[k], h1[k]);
         }
         for (int k = 0; k < NH; ++k)
             for (int j = 0; j < NO; ++j) W1[k * NO + j] = keep * W1[k * NO + j] - lr * (h1[k] * d2[j]);
