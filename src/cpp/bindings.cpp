@@ -338,11 +338,12 @@ void ensure_memory(double bytes, const std::string& what,
 
 // ---------------------------------------------------------------------------------------
 // BLAS threads. dp.set_num_threads sets the user's count. Passes whose matrix products are
-// all small run single-threaded meanwhile: on a busy 2-core machine a 2-thread product of a
-// few million multiply-adds waits on the other thread far longer than it saves (mnist-shaped
-// epoch: 61 k samples/s on 1 thread, 20 k on 2, benchmarks/ with another process running).
+// all small run single-threaded meanwhile: below about 256^3 multiply-adds a second thread
+// gains little (shared/notes/build-and-blas.md: 139 -> 209 GFLOP/s at 256^3, none below
+// 64^3) and on a busy machine a 2-thread product waits on the descheduled thread far longer
+// than it saves (tabular net, batch 32: 0.73 M samples/s on 1 thread, 0.67 M on 2).
 
-constexpr double kThreadedProduct = 64.0 * 1024 * 1024;  // multiply-adds of the largest product
+constexpr double kThreadedProduct = 256.0 * 256 * 256;  // multiply-adds of the largest product
 
 std::mutex g_threads_mutex;
 int g_user_threads = -1;  // -1: not read from OpenBLAS yet
