@@ -34,8 +34,6 @@ namespace {
 
 enum class DType { f32, f64 };
 
-const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : "float64"; }
-
 [[noreturn]] void type_error(const std::string& msg) { throw py::type_error(msg); }
 [[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
 
@@ -161,12 +159,6 @@ int to_int(py::handle h, const std::string& name, long long lo, long long hi) {
         value_error(name + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
                     std::to_string(v));
     return (int)v;
-}
-
-std::int64_t to_int64(py::handle h, const std::string& name, long long lo) {
-    const long long v = index_value(h, name);
-    if (v < lo) value_error(name + " must be >= " + std::to_string(lo) + ", got " + std::to_string(v));
-    return v;
 }
 
 // Python and NumPy real numbers (not bools), finite.
