@@ -118,6 +118,25 @@ void gather_rows(const T* src, int cols, const std::int64_t* idx, int rows, T* d
         std::memcpy(dst + (std::size_t)r * cols, src + (std::size_t)idx[r] * cols, sizeof(T) * cols);
 }
 
+// One optimizer step on layer l from its gradients gW (fan_in, fan_out) and gb (fan_out);
+// state holds states_per_param() arrays per parameter, W0, b0, W1, b1, ... in turn.
+template <typename T>
+void step_layer(const Model<T>& m, const OptimizerConfig& opt, const std::vector<T*>& state, int l,
+                const T* gW, const T* gb, std::int64_t step) {
+    const int k = opt.states_per_param();
+    const std::size_t nw = (std::size_t)m.sizes[l] * m.sizes[l + 1], nb = m.sizes[l + 1];
+    T* const* sw = state.data() + (std::size_t)k * (2 * l);  // W[l]'s state arrays
+    T* const* sb = sw + k;                                   // b[l]'s state arrays
+    const T lr = T(opt.lr), decay = T(opt.weight_decay);
+    if (opt.kind == Opt::adam) {
+        adam_update<T>(nw, m.W[l], gW, sw[0], sw[1], lr, T(opt.beta1), T(opt.beta2), T(opt.eps), decay, step);
+        adam_update<T>(nb, m.b[l], gb, sb[0], sb[1], lr, T(opt.beta1), T(opt.beta2), T(opt.eps), T(0), step);
+    } else {
+        sgd_update<T>(nw, m.W[l], gW, k ? sw[0] : nullptr, lr, T(opt.momentum), opt.nesterov, decay);
+        sgd_update<T>(nb, m.b[l], gb, k ? sb[0] : nullptr, lr, T(opt.momentum), opt.nesterov, T(0));
+    }
+}
+
 // Networks this small spend more time entering BLAS and vectorised loops than computing,
 // so they are trained one row at a time in plain scalar loops: forward, loss and backward
 // per row, gradients summed over the batch, then one optimizer step.
@@ -257,24 +276,7 @@ struct RowwiseTrainer {
     }
 
     void update(std::int64_t step) {
-        const T lr = T(opt.lr), decay = T(opt.weight_decay);
-        const int k = opt.states_per_param();
-        for (int l = 0; l < L; ++l) {
-            const std::size_t nw = gW[l].size();
-            T* const* sw = state.data() + (std::size_t)k * (2 * l);
-            T* const* sb = sw + k;
-            if (opt.kind == Opt::adam) {
-                adam_update<T>(nw, m.W[l], gW[l].data(), sw[0], sw[1], lr, T(opt.beta1), T(opt.beta2),
-                               T(opt.eps), decay, step);
-                adam_update<T>(gb[l].size(), m.b[l], gb[l].data(), sb[0], sb[1], lr, T(opt.beta1),
-                               T(opt.beta2), T(opt.eps), T(0), step);
-            } else {
-                sgd_update<T>(nw, m.W[l], gW[l].data(), k ? sw[0] : nullptr, lr, T(opt.momentum),
-                              opt.nesterov, decay);
-                sgd_update<T>(gb[l].size(), m.b[l], gb[l].data(), k ? sb[0] : nullptr, lr, T(opt.momentum),
-                              opt.nesterov, T(0));
-            }
-        }
+        for (int l = 0; l < L; ++l) step_layer(m, opt, state, l, gW[l].data(), gb[l].data(), step);
     }
 };
 
@@ -503,7 +505,6 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
         }
     }
     const T lr = T(opt.lr), decay = T(opt.weight_decay);
-    const int k = opt.states_per_param();
 
     for (std::int64_t s = 0; s < n; s += batch) {
         const int rows = (int)std::min<std::int64_t>(batch, n - s);
@@ -535,20 +536,7 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
             }
             gemm<T>(true, false, fi, fo, rows, T(1), in, fi, dZ, fo, T(0), gW[l].data(), fo);
             column_sums<T>(rows, fo, dZ, T(1), T(0), gb[l].data());
-            T* const* sw = state.data() + (std::size_t)k * (2 * l);  // W[l]'s state arrays
-            T* const* sb = sw + k;                                   // b[l]'s state arrays
-            const std::size_t nw = (std::size_t)fi * fo;
-            if (opt.kind == Opt::adam) {
-                adam_update<T>(nw, m.W[l], gW[l].data(), sw[0], sw[1], lr, T(opt.beta1),
-                               T(opt.beta2), T(opt.eps), decay, step);
-                adam_update<T>(fo, m.b[l], gb[l].data(), sb[0], sb[1], lr, T(opt.beta1),
-                               T(opt.beta2), T(opt.eps), T(0), step);
-            } else {
-                sgd_update<T>(nw, m.W[l], gW[l].data(), k ? sw[0] : nullptr, lr, T(opt.momentum),
-                              opt.nesterov, decay);
-                sgd_update<T>(fo, m.b[l], gb[l].data(), k ? sb[0] : nullptr, lr, T(opt.momentum),
-                              opt.nesterov, T(0));
-            }
+            step_layer(m, opt, state, l, gW[l].data(), gb[l].data(), step);
         });
 
         if (poll(rows)) break;
