@@ -17,11 +17,11 @@ def make_regression(n_samples=4000, n_features=8, seed=0, dtype=np.float32):
     return X.astype(dtype), y.astype(dtype)
 
 
-def make_spirals(n_samples=3000, n_classes=3, noise=0.15, seed=0, dtype=np.float32):
-    """Interleaved 2-D spirals, one arm per class: X (n, 2), integer labels y (n,)."""
+def make_spirals(n_samples=3000, n_classes=3, noise=0.25, seed=0, dtype=np.float32):
+    """Interleaved 2-D spirals, one arm per class (1.5 turns each): X (n, 2), integer labels y (n,)."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_classes, n_samples)
     r = rng.uniform(0.1, 1.0, n_samples)
-    theta = 3.0 * r + 2.0 * np.pi * y / n_classes + noise * rng.standard_normal(n_samples)
+    theta = 3.0 * np.pi * r + 2.0 * np.pi * y / n_classes + noise * rng.standard_normal(n_samples)
     X = np.column_stack([r * np.cos(theta), r * np.sin(theta)]) * 2.0
     return X.astype(dtype), y.astype(np.int64)
