@@ -173,7 +173,7 @@ def markdown(report: dict) -> str:
     lines = []
     cfg = report["config"]
     lines.append(f"## denseprop benchmark ({'quick' if cfg['quick'] else 'full'}, "
-                 f"{cfg['repeats']} repeat(s), medians)\n")
+                 f"{cfg.get('dtype', 'float32')}, {cfg['repeats']} repeat(s), medians)\n")
     lines.append("| workload | thr | system | train samples/s | (min-max) | final loss | "
                  "predict samples/s | fit peak RSS MB | fit +MB | CPU util |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
@@ -231,6 +231,8 @@ def parse_args(argv=None):
     p.add_argument("--json", default=None, help="write the full report here "
                    "(default benchmarks/results/bench-<timestamp>.json)")
     p.add_argument("--quick", action="store_true", help="small data, 1 repeat: a smoke test")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="element type of the data and weights of every system (default float32)")
     p.add_argument("--peak-n", type=int, default=4096, help="size of the square sgemm peak test")
     p.add_argument("--timeout", type=float, default=900, help="seconds per worker process")
     p.add_argument("--no-gemm", action="store_true", help="skip the GEMM-limit measurement")
@@ -266,6 +268,10 @@ def blas_notes(results: dict) -> list[str]:
 
 def main(argv=None):
     args = parse_args(argv)
+    # Workers inherit the element type through the environment; this process writes the data.
+    os.environ["DENSEPROP_BENCH_DTYPE"] = args.dtype
+    import workloads
+    workloads.DTYPE = workloads.np.dtype(args.dtype)
     if args.report:
         with open(args.report) as f:
             report = json.load(f)
@@ -395,7 +401,7 @@ def main(argv=None):
     notes.extend(load_note(runs))
     report = {
         "config": {"workloads": workloads, "systems": systems, "threads": threads_list,
-                   "repeats": repeats, "quick": args.quick, "peak_n": args.peak_n},
+                   "repeats": repeats, "quick": args.quick, "peak_n": args.peak_n, "dtype": args.dtype},
         "machine": {"platform": platform.platform(), "python": sys.version.split()[0],
                     "cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
                     "openblas_env": {v: os.environ.get(v) for v in OPENBLAS_TUNING_VARS}},

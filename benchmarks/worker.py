@@ -193,7 +193,7 @@ def _gemm_fn():
 def gemm(job):
     import numpy as np
 
-    from workloads import WORKLOADS
+    from workloads import DTYPE, WORKLOADS
 
     threads = job["threads"]
     gemm_fn, source = _gemm_fn()
@@ -209,7 +209,7 @@ def gemm(job):
     rng = np.random.default_rng(0)
 
     def rand(*shape):
-        return rng.standard_normal(shape, dtype=np.float32)
+        return rng.standard_normal(shape).astype(DTYPE)
 
     results = {}
     for name in job["workloads"]:
@@ -218,10 +218,10 @@ def gemm(job):
         layers = list(zip(w.layers[:-1], w.layers[1:]))
         X = [rand(B, a) for a, _ in layers]  # layer inputs
         W = [rand(a, b) for a, b in layers]
-        Z = [np.empty((B, b), np.float32) for _, b in layers]
+        Z = [np.empty((B, b), DTYPE) for _, b in layers]
         dZ = [rand(B, b) for _, b in layers]
-        dW = [np.empty((a, b), np.float32) for a, b in layers]
-        dX = [np.empty((B, a), np.float32) for a, _ in layers]
+        dW = [np.empty((a, b), DTYPE) for a, b in layers]
+        dX = [np.empty((B, a), DTYPE) for a, _ in layers]
 
         def step():
             for i in range(len(layers)):
@@ -255,7 +255,7 @@ def gemm(job):
         }
 
     n = job["peak_n"]
-    A, Bm, C = rand(n, n), rand(n, n), np.empty((n, n), np.float32)
+    A, Bm, C = rand(n, n), rand(n, n), np.empty((n, n), DTYPE)
     gemm_fn(A, Bm, C)  # warm-up
     reps = 2 if job["quick"] else 3
     times = []

@@ -19,6 +19,9 @@ import os
 import numpy as np
 
 DATA_SEED = 1234  # seed for synthetic inputs and teachers
+# Element type of every system's data and weights: float32 unless run.py --dtype float64
+# sets this variable for the workers.
+DTYPE = np.dtype(os.environ.get("DENSEPROP_BENCH_DTYPE", "float32"))
 INIT_SEED = 0  # seed of the shared init + shuffle stream (= dp.Network seed)
 
 
@@ -161,16 +164,16 @@ def make_data(w: Workload) -> tuple[np.ndarray, np.ndarray, str]:
         source = "N(0,1) features, tanh teacher [1024,256,1024]"
     else:  # pragma: no cover - guarded by WORKLOADS
         raise KeyError(w.name)
-    x = np.ascontiguousarray(x[:n], dtype=np.float32)
-    y = np.ascontiguousarray(y[:n], dtype=np.float32)
+    x = np.ascontiguousarray(x[:n], dtype=DTYPE)
+    y = np.ascontiguousarray(y[:n], dtype=DTYPE)
     return x, y, source
 
 
 def save_data(w: Workload, directory: str) -> dict:
     """Generate the data of ``w`` into ``directory``; return paths and metadata."""
     x, y, source = make_data(w)
-    xp = os.path.join(directory, f"{w.name}_{w.rows}_X.npy")
-    yp = os.path.join(directory, f"{w.name}_{w.rows}_y.npy")
+    xp = os.path.join(directory, f"{w.name}_{w.rows}_{DTYPE.name}_X.npy")
+    yp = os.path.join(directory, f"{w.name}_{w.rows}_{DTYPE.name}_y.npy")
     np.save(xp, x)
     np.save(yp, y)
     return {"X": xp, "y": yp, "source": source, "X_shape": list(x.shape), "y_shape": list(y.shape)}
@@ -183,7 +186,7 @@ def _draw_he(rng: np.random.Generator, layers) -> list[tuple[np.ndarray, np.ndar
     params = []
     for fan_in, fan_out in zip(layers[:-1], layers[1:]):
         w = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
-        params.append((w.astype(np.float32), np.full(fan_out, 0.1, dtype=np.float32)))
+        params.append((w.astype(DTYPE), np.full(fan_out, 0.1, dtype=DTYPE)))
     return params
 
 

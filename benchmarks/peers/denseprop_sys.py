@@ -28,7 +28,7 @@ class DensepropRunner:
             activation="relu",
             output_activation=w.output_activation,
             loss="mse",
-            dtype="float32",
+            dtype=X.dtype.name,
             seed=0,
             backend=backend,
         )

@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import time
 
+import os
+
 import jax
-import jax.numpy as jnp
+
+if os.environ.get("DENSEPROP_BENCH_DTYPE") == "float64":
+    jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp  # noqa: E402
 import numpy as np
 
 from workloads import batch_slices, epoch_permutations, he_init
@@ -62,7 +67,7 @@ class JaxRunner:
         self.slices = batch_slices(w.rows, w.batch)
         n_full = w.rows // w.batch
         rem = w.rows - n_full * w.batch
-        zero = jnp.zeros((), jnp.float32)
+        zero = jnp.zeros((), X.dtype)
         t0 = time.perf_counter()
         step_jit = jax.jit(step, donate_argnums=0)
         self.step_full = step_jit.lower(self.params, zero, self.X, self.y,
@@ -91,7 +96,7 @@ class JaxRunner:
         params = self.params
         for perm in epoch_permutations(w.layers, w.rows, w.epochs):
             perm = perm.astype(np.int32)
-            total = jnp.zeros((), jnp.float32)
+            total = jnp.zeros((), self.X.dtype)
             if self.epoch_c is not None:
                 idx_mat = perm[: self.n_full * w.batch].reshape(self.n_full, w.batch)
                 params, total = self.epoch_c(params, total, self.X, self.y, idx_mat)

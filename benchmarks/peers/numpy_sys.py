@@ -37,7 +37,7 @@ class NumpyRunner:
         bsz = xb.shape[0]
         diff = acts[-1] - yb
         loss = 0.5 * float(np.vdot(diff, diff)) / bsz
-        dz = diff * np.float32(1.0 / bsz)
+        dz = diff * diff.dtype.type(1.0 / bsz)
         if self.relu_out:
             dz *= acts[-1] > 0
         for i in range(len(self.params) - 1, -1, -1):
@@ -47,8 +47,8 @@ class NumpyRunner:
             if i > 0:
                 dz = dz @ W.T
                 dz *= acts[i] > 0  # ReLU derivative from the layer's output
-            W -= np.float32(lr) * dW
-            b -= np.float32(lr) * db
+            W -= W.dtype.type(lr) * dW
+            b -= b.dtype.type(lr) * db
         return loss
 
     def fit(self):
