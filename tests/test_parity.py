@@ -131,15 +131,36 @@ def test_unshuffled_fit_matches(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layers", [[1, 2, 2], [3, 8, 1], [4, 5, 4], [2, 3, 3], [4, 8, 4, 2], [6, 40, 3]])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_row_by_row_paths(dtype, layers, batch):
-    """Small nets train row by row (unrolled for one hidden layer with batch 1 and plain SGD,
-    scalar loops otherwise): same results as the reference, with weights and decay."""
+@pytest.mark.parametrize("acts", [("tanh", "sigmoid"), ("relu", "identity"), ("relu", "relu")])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_row_by_row_paths(dtype, layers, batch, acts, weighted):
+    """Small nets train row by row (unrolled for one hidden layer of ReLU or identity units
+    with batch 1 and plain SGD, scalar loops otherwise): same results as the reference, with
+    and without sample weights, with decay, shuffled and in order."""
     rng = np.random.default_rng(4)
     n = 41
     X = rng.standard_normal((n, layers[0])).astype(dtype)
     Y = rng.uniform(0, 1, (n, layers[-1])).astype(dtype)
-    w = rng.uniform(0, 2, n)
-    a, b = pair(layers, dtype, seed=3, activation="tanh", output_activation="sigmoid")
+    w = rng.uniform(0, 2, n) if weighted else None
+    a, b = pair(layers, dtype, seed=3, activation=acts[0], output_activation=acts[1])
     for net in (a, b):
-        net.fit(X, Y, epochs=3, batch_size=batch, sample_weight=w, optimizer=dp.SGD(0.1, weight_decay=0.01))
+        net.fit(X, Y, epochs=3, batch_size=batch, sample_weight=w, optimizer=dp.SGD(0.02, weight_decay=0.01))
+        net.fit(X, Y, epochs=2, batch_size=batch, sample_weight=w, lr=0.02, shuffle=False)
+    assert max_rel_err(a.weights + a.biases, b.weights + b.biases) < FIT_TOL[dtype]
+    assert max_rel_err(a.predict(X), b.predict(X)) < FIT_TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layers", [[1, 2, 2], [3, 8, 1], [2, 3, 3], [4, 4, 4]])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_unrolled_path_with_linear_hidden_layer(dtype, layers, weighted):
+    """The unrolled one-hidden-layer trainer with identity hidden units and a ReLU output."""
+    rng = np.random.default_rng(5)
+    n = 50
+    X = rng.standard_normal((n, layers[0])).astype(dtype)
+    Y = rng.uniform(0, 1, (n, layers[-1])).astype(dtype)
+    w = rng.uniform(0, 2, n) if weighted else None
+    a, b = pair(layers, dtype, seed=3, activation="identity", output_activation="relu")
+    for net in (a, b):
+        net.fit(X, Y, epochs=4, batch_size=1, sample_weight=w, optimizer=dp.SGD(0.02, weight_decay=0.01))
     assert max_rel_err(a.weights + a.biases, b.weights + b.biases) < FIT_TOL[dtype]
