@@ -75,6 +75,11 @@ def _time_repeated(fn, min_total: float = 0.3, min_reps: int = 3, max_reps: int 
     return reduce(times)
 
 
+# Fits shorter than REFIT_BELOW_S are repeated in-process: at least REFIT_MIN timings in
+# all, more until REFIT_TOTAL_S of re-fitting, at most REFIT_MAX.
+REFIT_BELOW_S, REFIT_MIN, REFIT_MAX, REFIT_TOTAL_S = 0.5, 5, 25, 1.0
+
+
 def _pin_cpus(threads: int) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     if threads < len(cpus):
@@ -123,13 +128,36 @@ def train(job):
     cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     history = runner.fit()
-    fit_s = time.perf_counter() - t0
+    first_fit_s = time.perf_counter() - t0
     cpu_s = _cpu_seconds() - cpu0
     peak = _status_kb("VmHWM")
     if not reset_ok:  # fall back to the whole-process peak
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    # The loss reached by exactly `epochs` epochs from the shared start, before any re-fit.
+    pred = np.asarray(runner.predict(X), dtype=np.float64).reshape(y.shape)
+    predict_loss = 0.5 * float(((pred - y) ** 2).sum()) / X.shape[0]
+
+    # A training that takes milliseconds is at the mercy of one scheduler hiccup on a shared
+    # machine, so short ones are timed again in the same process (each a whole `fit` of the
+    # same epochs, continuing from the trained weights) and the median is reported; every
+    # system gets the same treatment. Long ones are timed once.
+    fit_times = [first_fit_s]
+    if first_fit_s < REFIT_BELOW_S:
+        cpu0 = _cpu_seconds()
+        t_start = time.perf_counter()
+        while len(fit_times) < REFIT_MAX and (len(fit_times) < REFIT_MIN or
+                                               time.perf_counter() - t_start < REFIT_TOTAL_S):
+            t0 = time.perf_counter()
+            runner.fit()
+            fit_times.append(time.perf_counter() - t0)
+        cpu_util = (_cpu_seconds() - cpu0) / sum(fit_times[1:])
+        fit_s = statistics.median(fit_times[1:])
+    else:
+        cpu_util = cpu_s / first_fit_s
+        fit_s = first_fit_s
 
     # Predict: one warm-up call (JAX compiles here), then the median of >= 3
     # calls covering >= 0.3 s, or of a single call when one takes > 0.5 s.
@@ -142,13 +170,13 @@ def train(job):
         last["pred"] = runner.predict(X)
 
     pred_s = _time_repeated(predict_once, min_total=0.0 if slow else 0.3, min_reps=1 if slow else 3)
-    pred = np.asarray(last["pred"], dtype=np.float64).reshape(y.shape)
-    predict_loss = 0.5 * float(((pred - y) ** 2).sum()) / X.shape[0]
 
     out = {
         "ok": True,
         "setup_s": setup_s,
         "fit_s": fit_s,
+        "first_fit_s": first_fit_s,
+        "fit_timings": len(fit_times),
         "samples_per_s": w.samples / fit_s,
         "loss_history": history,
         "final_loss": history[-1] if history else None,
@@ -159,8 +187,7 @@ def train(job):
         "peak_fit_mb": peak / 1024,
         "fit_delta_mb": max(0, peak - rss_before) / 1024,
         "peak_method": "VmHWM after clear_refs" if reset_ok else "ru_maxrss (whole process)",
-        "cpu_s": cpu_s,
-        "cpu_util": cpu_s / fit_s,
+        "cpu_util": cpu_util,
         "loadavg_1min_before_fit": load_before,
         "notes": dict(runner.notes),
         "blas": _blas_info(),

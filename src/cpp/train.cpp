@@ -280,17 +280,22 @@ struct RowwiseTrainer {
     }
 };
 
-// The textbook shape, one hidden layer a few units wide trained one row at a time with plain
-// SGD, compiled for each width so every loop is unrolled: there the per-row work is a few
-// dozen multiply-adds and loop control would otherwise cost more than the arithmetic.
-// Such a loop is bound by the latency of the chain that runs from one row's error through
-// the weights into the next row's output, so the code below keeps that chain short:
+// The textbook shape, one hidden layer of ReLUs a few units wide trained one row at a time
+// with plain SGD, compiled for each width and output activation (ReLU or identity) so every
+// loop is unrolled: there the per-row work is a few dozen multiply-adds and loop control
+// would otherwise cost more than the arithmetic.
+// Such a loop is bound by the latency of the chain that runs from one row's output error
+// through the weights into the next row's output, so the code below keeps that chain short
+// and free of branches:
+//  - the weights live in local arrays (registers), not in the model's memory;
 //  - sums are balanced trees rather than serial running sums;
-//  - ReLU's derivative selects instead of multiplying;
+//  - ReLU's derivative is a select, and the output error is taken from Z, not ReLU(Z);
 //  - the next row's hidden pre-activation comes from the old first-layer weights plus a
 //    correction, z' = (b0 + keep x'W0) - lr (1 + x'.x) d1, which equals b0' + x'W0' for the
-//    updated W0' = keep W0 - lr x d1, b0' = b0 - lr d1; the weights themselves are still
-//    updated the usual way, off the chain.
+//    updated W0' = keep W0 - lr x d1, b0' = b0 - lr d1; with d1 = g act0'(z) (e W1^T)
+//    expanded, everything but the output error e is folded into a matrix made off the chain.
+// The weights themselves are still updated the usual way, off the chain; the results differ
+// from the step-by-step order only by rounding.
 constexpr int kFixedMaxIn = 4, kFixedMaxHidden = 8, kFixedMaxOut = 4;
 
 // term(LO) + ... + term(HI - 1), added as a balanced tree.
@@ -304,26 +309,16 @@ DP_ALWAYS_INLINE auto tree_sum(const Term& term) {
     }
 }
 
-// The activations of this trainer, ReLU or identity: no call in the loop, so nothing spills.
-template <typename T>
-DP_ALWAYS_INLINE T relu_if(bool relu, T z) { return relu && !(z > T(0)) ? T(0) : z; }
-// v * act'(z) for the same two, with ReLU's 0/1 derivative as a select.
-template <typename T>
-DP_ALWAYS_INLINE T relu_grad_if(bool relu, T h, T v) { return relu && !(h > T(0)) ? T(0) : v; }
-
-template <typename T, int NI, int NH, int NO, bool Weighted>
+template <typename T, int NI, int NH, int NO, bool ReluOut>
 DP_MULTIVERSION DP_SCALAR_LOOPS double fixed_sgd_rows(const Model<T>& m, const T* X, const T* Y, const T* w,
-                                      std::int64_t begin, std::int64_t end, const std::int64_t* perm,
-                                      T lr, T keep, double* metrics) {
-    // Local copies, so the weights can stay in registers: through the model's arrays every
-    // update would be a store that the next row must reload.
+                                                      std::int64_t begin, std::int64_t end,
+                                                      const std::int64_t* perm, T lr, T keep, double* metrics) {
     T W0[NI * NH], b0[NH], W1[NH * NO], b1[NO];  // (NI, NH), (NH,), (NH, NO), (NO,)
     std::copy_n(m.W[0], NI * NH, W0);
     std::copy_n(m.b[0], NH, b0);
     std::copy_n(m.W[1], NH * NO, W1);
     std::copy_n(m.b[1], NO, b1);
     double loss = 0.0, sq_sums[NO] = {};
-    const bool relu0 = m.acts[0] == Act::relu, relu1 = m.acts[1] == Act::relu;
     auto row_of = [perm](std::int64_t s) { return perm ? perm[s] : s; };
     if (begin >= end) return loss;
 
@@ -333,42 +328,44 @@ DP_MULTIVERSION DP_SCALAR_LOOPS double fixed_sgd_rows(const Model<T>& m, const T
     for (std::int64_t s = begin; s < end; ++s) {
         const std::int64_t r = row_of(s);
         const T* y = Y + r * NO;
-        T h1[NH], z2[NO], d2[NO], d1[NH];
-        for (int j = 0; j < NH; ++j) h1[j] = relu_if(relu0, z1[j]);
+        const T g = w ? w[r] : T(1);
+        T h1[NH], on1[NH], z2[NO], e[NO], d2[NO], d1[NH];
+        for (int j = 0; j < NH; ++j) {
+            h1[j] = z1[j] > T(0) ? z1[j] : T(0);
+            on1[j] = z1[j] > T(0) ? T(1) : T(0);
+        }
         for (int j = 0; j < NO; ++j) z2[j] = b1[j] + tree_sum<0, NH>([&](int k) { return h1[k] * W1[k * NO + j]; });
         double row = 0.0;
-        const T g = Weighted ? w[r] : T(1);
         for (int j = 0; j < NO; ++j) {
-            const T h2 = relu_if(relu1, z2[j]);
-            const T res = h2 - y[j];
+            const T diff = z2[j] - y[j];
+            const bool active = !ReluOut || z2[j] > T(0);
+            const T res = active ? diff : -y[j];  // relu(z2) - y
+            e[j] = active ? diff : T(0);          // dLoss/dz2 before the sample weight
+            d2[j] = g * e[j];
             const double sq = double(res) * double(res);
             row += 0.5 * sq;
-            sq_sums[j] += Weighted ? double(g) * sq : sq;
-            d2[j] = relu_grad_if(relu1, h2, Weighted ? g * res : res);
+            sq_sums[j] += double(g) * sq;
         }
-        loss += Weighted ? double(g) * row : row;
+        loss += double(g) * row;
+
+        const std::int64_t s_next = s + 1 < end ? s + 1 : s;  // the last row of the block: unused
+        const T* xn = X + row_of(s_next) * NI;
+        const T c = g * lr * (T(1) + tree_sum<0, NI>([&](int k) { return xn[k] * x[k]; }));
+        for (int j = 0; j < NH; ++j) {
+            T zn = b0[j] + keep * tree_sum<0, NI>([&](int k) { return xn[k] * W0[k * NH + j]; });
+            const T cj = c * on1[j];
+            for (int o = 0; o < NO; ++o) zn -= e[o] * (cj * W1[j * NO + o]);
+            z1[j] = zn;
+        }
         for (int k = 0; k < NH; ++k)  // from the weights before this row's update
-            d1[k] = relu_grad_if(relu0, h1[k], tree_sum<0, NO>([&](int j) { return d2[j] * W1[k * NO + j]; }));
+            d1[k] = on1[k] * tree_sum<0, NO>([&](int j) { return d2[j] * W1[k * NO + j]; });
         for (int k = 0; k < NH; ++k)
             for (int j = 0; j < NO; ++j) W1[k * NO + j] = keep * W1[k * NO + j] - lr * (h1[k] * d2[j]);
         for (int j = 0; j < NO; ++j) b1[j] -= lr * d2[j];
-
-        if (s + 1 < end) {  // the next row's z1, from the weights before the update below
-            const T* xn = X + row_of(s + 1) * NI;
-            const T c = lr * (T(1) + tree_sum<0, NI>([&](int k) { return xn[k] * x[k]; }));
-            for (int j = 0; j < NH; ++j) {
-                const T base = b0[j] + keep * tree_sum<0, NI>([&](int k) { return xn[k] * W0[k * NH + j]; });
-                z1[j] = base - c * d1[j];
-            }
-            for (int k = 0; k < NI; ++k)
-                for (int j = 0; j < NH; ++j) W0[k * NH + j] = keep * W0[k * NH + j] - lr * (x[k] * d1[j]);
-            for (int j = 0; j < NH; ++j) b0[j] -= lr * d1[j];
-            x = xn;
-        } else {
-            for (int k = 0; k < NI; ++k)
-                for (int j = 0; j < NH; ++j) W0[k * NH + j] = keep * W0[k * NH + j] - lr * (x[k] * d1[j]);
-            for (int j = 0; j < NH; ++j) b0[j] -= lr * d1[j];
-        }
+        for (int k = 0; k < NI; ++k)
+            for (int j = 0; j < NH; ++j) W0[k * NH + j] = keep * W0[k * NH + j] - lr * (x[k] * d1[j]);
+        for (int j = 0; j < NH; ++j) b0[j] -= lr * d1[j];
+        x = xn;
     }
     std::copy_n(W0, NI * NH, m.W[0]);
     std::copy_n(b0, NH, m.b[0]);
@@ -383,41 +380,40 @@ using FixedRows = double (*)(const Model<T>&, const T*, const T*, const T*, std:
                              const std::int64_t*, T, T, double*);
 
 template <typename T, int NI, int NH, int NO>
-FixedRows<T> pick_out(int no, bool weighted) {
+FixedRows<T> pick_out(int no, bool relu_out) {
     if constexpr (NO > kFixedMaxOut) {
         return nullptr;
     } else {
-        if (no != NO) return pick_out<T, NI, NH, NO + 1>(no, weighted);
-        return weighted ? &fixed_sgd_rows<T, NI, NH, NO, true> : &fixed_sgd_rows<T, NI, NH, NO, false>;
+        if (no != NO) return pick_out<T, NI, NH, NO + 1>(no, relu_out);
+        return relu_out ? &fixed_sgd_rows<T, NI, NH, NO, true> : &fixed_sgd_rows<T, NI, NH, NO, false>;
     }
 }
 
 template <typename T, int NI, int NH>
-FixedRows<T> pick_hidden(int nh, int no, bool weighted) {
+FixedRows<T> pick_hidden(int nh, int no, bool relu_out) {
     if constexpr (NH > kFixedMaxHidden) {
         return nullptr;
     } else {
-        return nh == NH ? pick_out<T, NI, NH, 1>(no, weighted) : pick_hidden<T, NI, NH + 1>(nh, no, weighted);
+        return nh == NH ? pick_out<T, NI, NH, 1>(no, relu_out) : pick_hidden<T, NI, NH + 1>(nh, no, relu_out);
     }
 }
 
 template <typename T, int NI>
-FixedRows<T> pick_in(int ni, int nh, int no, bool weighted) {
+FixedRows<T> pick_in(int ni, int nh, int no, bool relu_out) {
     if constexpr (NI > kFixedMaxIn) {
         return nullptr;
     } else {
-        return ni == NI ? pick_hidden<T, NI, 1>(nh, no, weighted) : pick_in<T, NI + 1>(ni, nh, no, weighted);
+        return ni == NI ? pick_hidden<T, NI, 1>(nh, no, relu_out) : pick_in<T, NI + 1>(ni, nh, no, relu_out);
     }
 }
 
 // The unrolled trainer for this model and step, or null when it does not apply.
 template <typename T>
-FixedRows<T> fixed_trainer(const Model<T>& m, int batch, const OptimizerConfig& opt, bool weighted) {
-    auto simple = [](Act a) { return a == Act::relu || a == Act::identity; };
+FixedRows<T> fixed_trainer(const Model<T>& m, int batch, const OptimizerConfig& opt) {
     if (m.n_layers() != 2 || batch != 1 || m.loss != Loss::mse || opt.kind != Opt::sgd || opt.momentum != 0.0 ||
-        !simple(m.acts[0]) || !simple(m.acts[1]))
+        m.acts[0] != Act::relu || (m.acts[1] != Act::relu && m.acts[1] != Act::identity))
         return nullptr;
-    return pick_in<T, 1>(m.sizes[0], m.sizes[1], m.sizes[2], weighted);
+    return pick_in<T, 1>(m.sizes[0], m.sizes[1], m.sizes[2], m.acts[1] == Act::relu);
 }
 
 }  // namespace
@@ -498,7 +494,7 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
         return true;
     };
 
-    if (FixedRows<T> rows_fn = fixed_trainer(m, batch, opt, w != nullptr)) {
+    if (FixedRows<T> rows_fn = fixed_trainer(m, batch, opt)) {
         const T lr = T(opt.lr), keep = T(1) - T(opt.lr) * T(opt.weight_decay);
         // Blocks of rows between Ctrl-C checks; each row is one optimizer step.
         const std::int64_t block = std::max<std::int64_t>(1, 2'000'000 / std::max<long>(work_per_row, 1));
