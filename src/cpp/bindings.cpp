@@ -544,11 +544,12 @@ py::object forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, 
     expect_shape("out", os, d.n, m.n_out());
     pspans.insert(pspans.end(), d.spans.begin(), d.spans.end());
     check_no_overlap({span_of(out_h, "out")}, pspans);
-    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), false, false), "forward");
-    SmallProductThreads threads(m.sizes, dp::chunk_rows(m.sizes, d.n));
+    const int chunk = dp::chunk_rows(m.sizes, d.n, get_user_threads());
+    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, chunk, false, false), "forward");
+    SmallProductThreads threads(m.sizes, chunk);
     {
         py::gil_scoped_release nogil;
-        dp::forward<T>(m, d.X, d.n, out);
+        dp::forward<T>(m, d.X, d.n, chunk, out);
     }
     return out_h;
 }
@@ -563,12 +564,13 @@ double evaluate_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle 
     Data<T> d = to_data<T>(X_h, Y_h, w_h, m, true);
     std::vector<double> own(dp::metrics_size(m.n_out()), 0.0);
     double* metrics = metrics_h.is_none() ? own.data() : metrics_view(metrics_h, m.n_out());
-    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), false, false), "evaluate");
+    const int chunk = dp::chunk_rows(m.sizes, d.n, get_user_threads());
+    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, chunk, false, false), "evaluate");
     const double before = metrics[0];
-    SmallProductThreads threads(m.sizes, dp::chunk_rows(m.sizes, d.n));
+    SmallProductThreads threads(m.sizes, chunk);
     {
         py::gil_scoped_release nogil;
-        dp::evaluate<T>(m, d.X, d.Y, d.w, d.n, metrics);
+        dp::evaluate<T>(m, d.X, d.Y, d.w, d.n, chunk, metrics);
     }
     return (metrics[0] - before) / double(d.n);
 }
@@ -609,11 +611,12 @@ py::object gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::ha
         outs.push_back(span_of(grads[2 * l + 1], bn));
     }
     check_no_overlap(outs, ins);
-    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, dp::chunk_rows(m.sizes, d.n), true, false), "gradients");
-    SmallProductThreads threads(m.sizes, dp::chunk_rows(m.sizes, d.n));
+    const int chunk = dp::chunk_rows(m.sizes, d.n, get_user_threads());
+    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, chunk, true, false), "gradients");
+    SmallProductThreads threads(m.sizes, chunk);
     {
         py::gil_scoped_release nogil;
-        dp::gradients<T>(m, d.X, d.Y, d.w, d.n, gW, gb);
+        dp::gradients<T>(m, d.X, d.Y, d.w, d.n, chunk, gW, gb);
     }
     return std::move(grads);
 }

@@ -172,6 +172,58 @@ void softmax_row(int cols, const T* z, T* h) {
 
 }  // namespace
 
+namespace {
+
+// The output width (and a small input width; FI = 0: n_in at run time) are template
+// parameters so the row's accumulators stay in registers and the loops unroll.
+template <typename T, int FO, int FI>
+DP_MULTIVERSION void narrow_rows(Act act, int rows, int n_in, const T* X, const T* W, const T* b, T* Z, T* H) {
+    const int fi = FI > 0 ? FI : n_in;
+    const bool relu = act == Act::relu, identity = act == Act::identity;
+    for (int i = 0; i < rows; ++i) {
+        const T* x = X + (std::size_t)i * fi;
+        T acc[FO];
+        for (int j = 0; j < FO; ++j) acc[j] = b[j];
+        for (int k = 0; k < fi; ++k)
+            for (int j = 0; j < FO; ++j) acc[j] += x[k] * W[k * FO + j];
+        T* h = H + (std::size_t)i * FO;
+        if (Z != H)
+            for (int j = 0; j < FO; ++j) Z[(std::size_t)i * FO + j] = acc[j];
+        if (relu)
+            for (int j = 0; j < FO; ++j) h[j] = acc[j] > T(0) ? acc[j] : T(0);
+        else if (identity)
+            for (int j = 0; j < FO; ++j) h[j] = acc[j];
+        else
+            for (int j = 0; j < FO; ++j) h[j] = elementwise(act, acc[j]);
+    }
+}
+
+template <typename T, int FO = 1>
+bool narrow_dispatch(Act act, int rows, int n_in, int n_out, const T* X, const T* W, const T* b, T* Z, T* H) {
+    if constexpr (FO > kNarrowOut) {
+        return false;
+    } else {
+        if (n_out != FO) return narrow_dispatch<T, FO + 1>(act, rows, n_in, n_out, X, W, b, Z, H);
+        switch (n_in) {
+            case 1: narrow_rows<T, FO, 1>(act, rows, n_in, X, W, b, Z, H); break;
+            case 2: narrow_rows<T, FO, 2>(act, rows, n_in, X, W, b, Z, H); break;
+            case 3: narrow_rows<T, FO, 3>(act, rows, n_in, X, W, b, Z, H); break;
+            case 4: narrow_rows<T, FO, 4>(act, rows, n_in, X, W, b, Z, H); break;
+            default: narrow_rows<T, FO, 0>(act, rows, n_in, X, W, b, Z, H);
+        }
+        return true;
+    }
+}
+
+}  // namespace
+
+template <typename T>
+bool narrow_dense_forward(Act act, int rows, int n_in, int n_out, const T* X, const T* W, const T* b, T* Z,
+                          T* H) {
+    if (act == Act::softmax || n_in > kNarrowIn || n_in < 1 || rows < 1) return false;
+    return narrow_dispatch<T>(act, rows, n_in, n_out, X, W, b, Z, H);
+}
+
 template <typename T>
 DP_MULTIVERSION void bias_activation_forward(Act act, int rows, int cols, T* Z, const T* bias, T* H) {
     const bool keep_z = act_needs_z(act) || act == Act::softmax || H != Z;
@@ -364,6 +416,7 @@ DP_MULTIVERSION void adam_update(std::size_t n, T* p, const T* g, T* m, T* v, T 
     template void dense_backward<T>(int, int, int, const T*, const T*, const T*, T*, T*, T*);     \
     template void column_sums<T>(int, int, const T*, T, T, T*);                                  \
     template void bias_activation_forward<T>(Act, int, int, T*, const T*, T*);                    \
+    template bool narrow_dense_forward<T>(Act, int, int, int, const T*, const T*, const T*, T*, T*); \
     template void activation_backward<T>(Act, int, int, const T*, const T*, const T*, T*);        \
     template double loss_forward_backward<T>(Loss, Act, int, int, const T*, const T*, const T*,   \
                                              const T*, T, T*, double*);                          \

@@ -145,6 +145,15 @@ void column_sums(int rows, int cols, const T* dZ, T alpha, T beta, T* db);
 template <typename T>
 void bias_activation_forward(Act act, int rows, int cols, T* Z, const T* bias, T* H);
 
+// Z (rows, n_out) = X (rows, n_in) @ W (n_in, n_out) + b, H = act(Z), in one pass over the
+// rows, for layers so narrow (n_out <= kNarrowOut, n_in <= kNarrowIn) that a BLAS call
+// costs more than the arithmetic. Z is written only when it is not H. Returns false, and
+// does nothing, for other layers and for softmax.
+constexpr int kNarrowIn = 16, kNarrowOut = 8;
+template <typename T>
+bool narrow_dense_forward(Act act, int rows, int n_in, int n_out, const T* X, const T* W, const T* b, T* Z,
+                          T* H);
+
 // dZ = dH * act'(Z) (rows, cols); for softmax the row-wise Jacobian product.
 // Z is read only when act_needs_z(act); dZ may be dH.
 template <typename T>

@@ -38,8 +38,9 @@ struct OptimizerConfig {
 // [sum of w_i * loss_i, weighted correct rows, weighted squared error per output ...].
 inline int metrics_size(int n_out) { return 2 + n_out; }
 
-// Rows per chunk of forward/evaluate/gradients (bounded workspace whatever n is).
-int chunk_rows(const std::vector<int>& sizes, std::int64_t n);
+// Rows per chunk of forward/evaluate/gradients (bounded workspace whatever n is), for a
+// BLAS running `threads` threads.
+int chunk_rows(const std::vector<int>& sizes, std::int64_t n, int threads);
 
 // Elements of workspace a pass over `rows` rows allocates (an upper bound), so callers can
 // refuse work that cannot fit in memory before allocating anything.
@@ -48,18 +49,18 @@ double workspace_elements(const std::vector<int>& sizes, std::int64_t rows, bool
 // Called every few milliseconds of work; returning true stops the loop early.
 using StopCheck = std::function<bool()>;
 
-// out (n, n_out) = the network's output for X (n, n_in), in chunks of bounded workspace.
+// out (n, n_out) = the network's output for X (n, n_in), in chunks of `chunk` rows.
 template <typename T>
-void forward(const Model<T>& m, const T* X, std::int64_t n, T* out);
+void forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out);
 
 // Adds the loss and metrics over X (n, n_in), Y (n, n_out), w (n, optional) to metrics.
 template <typename T>
-void evaluate(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n,
+void evaluate(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n, int chunk,
               double* metrics);
 
 // gW[l], gb[l] = gradients of (1/n) * sum_i w_i loss_i over all n rows (chunked).
 template <typename T>
-void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n,
+void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n, int chunk,
                const std::vector<T*>& gW, const std::vector<T*>& gb);
 
 // One epoch of mini-batch training. Rows are visited in the order perm (n entries; null
