@@ -43,12 +43,10 @@ def worker_env(system: str | None, threads: int) -> dict:
     """Environment of one worker: thread counts fixed before any import."""
     env = os.environ.copy()
     n = str(threads)
-    env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n,
-               # Idle OpenBLAS workers sleep quickly: with two OpenBLAS copies in
-               # one process (numpy's and denseprop's) their pools would
-               # otherwise spin against each other.
-               OPENBLAS_THREAD_TIMEOUT="4",
-               PYTHONHASHSEED="0")
+    env.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n, PYTHONHASHSEED="0")
+    # OpenBLAS keeps its idle-thread timeout at the default, as users run it: a short one
+    # puts the pool to sleep between the products of every step.
+    env.pop("OPENBLAS_THREAD_TIMEOUT", None)
     if threads == 1:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     if system is not None and system not in DENSEPROP:

@@ -122,6 +122,9 @@ def train(job):
     setup_s = time.perf_counter() - t0
 
     gc.collect()
+    # Let BLAS pools woken during setup (data loading, model building) go idle first:
+    # OpenBLAS threads spin for about 0.1 s after their last product by default.
+    time.sleep(0.3)
     load_before = os.getloadavg()[0]
     rss_before = _status_kb("VmRSS")
     reset_ok = _reset_peak_rss()

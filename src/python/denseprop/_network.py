@@ -596,14 +596,30 @@ class Network:
         return load_network(cls, path, backend)
 
 
+def _column_sums(A):
+    """Float64 sums of the columns of A (n, k), without BLAS: a matrix product here would wake
+    NumPy's OpenBLAS threads, which then spin beside denseprop's training for a while."""
+    if A.shape[1] <= 16:  # strided 1-D sums beat numpy's axis-0 reduction of narrow arrays
+        return np.array([A[:, j].sum(dtype=np.float64) for j in range(A.shape[1])])
+    return A.sum(axis=0, dtype=np.float64)
+
+
 def _total_sum_of_squares(Y, w):
     """Per-output weighted sum of squares about the weighted mean, in float64."""
-    wd = np.ones(Y.shape[0]) if w is None else w.astype(np.float64)
-    total = wd.sum()
+    if w is None:
+        mean = _column_sums(Y) / Y.shape[0]
+        dev = Y - mean
+        dev *= dev
+        return _column_sums(dev)
+    wd = w.astype(np.float64)[:, None]
+    total = float(wd.sum())
     if total <= 0:
         return np.zeros(Y.shape[1])
-    mean = wd @ Y / total
-    return wd @ (Y - mean) ** 2
+    mean = _column_sums(wd * Y) / total
+    dev = Y - mean
+    dev *= dev
+    dev *= wd
+    return _column_sums(dev)
 
 
 class _Progress:
