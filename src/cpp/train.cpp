@@ -335,7 +335,7 @@ DP_MULTIVERSION DP_SCALAR_LOOPS double fixed_sgd_rows(const Model<T>& m, const T
         const std::int64_t r = row_of(s);
         const T* y = Y + r * NO;
         const T g = w ? w[r] : T(1);
-        T h1[NH], on1[NH], z2[NO], e[NO], d2[NO], d1[NH];
+        T h1[NH], on1[NH], z2[NO], e[NO], d2[NO];
         for (int j = 0; j < NH; ++j) {
             h1[j] = z1[j] > T(0) ? z1[j] : T(0);
             on1[j] = z1[j] > T(0) ? T(1) : T(0);
@@ -363,14 +363,17 @@ DP_MULTIVERSION DP_SCALAR_LOOPS double fixed_sgd_rows(const Model<T>& m, const T
             for (int o = 0; o < NO; ++o) zn -= e[o] * (cj * W1[j * NO + o]);
             z1[j] = zn;
         }
-        for (int k = 0; k < NH; ++k)  // from the weights before this row's update
-            d1[k] = on1[k] * tree_sum<0, NO>([&](int j) { return d2[j] * W1[k * NO + j]; });
+        // The updates, with the errors scaled by lr once: ld2 = lr d2, ld1 = lr d1, d1 taken
+        // from the weights before this row's update.
+        T ld2[NO], ld1[NH];
+        for (int j = 0; j < NO; ++j) ld2[j] = lr * d2[j];
+        for (int k = 0; k < NH; ++k) ld1[k] = on1[k] * tree_sum<0, NO>([&](int j) { return ld2[j] * W1[k * NO + j]; });
         for (int k = 0; k < NH; ++k)
-            for (int j = 0; j < NO; ++j) W1[k * NO + j] = keep * W1[k * NO + j] - lr * (h1[k] * d2[j]);
-        for (int j = 0; j < NO; ++j) b1[j] -= lr * d2[j];
+            for (int j = 0; j < NO; ++j) W1[k * NO + j] = keep * W1[k * NO + j] - h1[k] * ld2[j];
+        for (int j = 0; j < NO; ++j) b1[j] -= ld2[j];
         for (int k = 0; k < NI; ++k)
-            for (int j = 0; j < NH; ++j) W0[k * NH + j] = keep * W0[k * NH + j] - lr * (x[k] * d1[j]);
-        for (int j = 0; j < NH; ++j) b0[j] -= lr * d1[j];
+            for (int j = 0; j < NH; ++j) W0[k * NH + j] = keep * W0[k * NH + j] - x[k] * ld1[j];
+        for (int j = 0; j < NH; ++j) b0[j] -= ld1[j];
         x = xn;
     }
     std::copy_n(W0, NI * NH, m.W[0]);
