@@ -38,6 +38,27 @@ def test_forward_and_gradients(dtype, layers, batch, n):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", ["relu", "identity", "tanh", "gelu", "softplus", "elu"])
+@pytest.mark.parametrize("output,loss", [("identity", "mse"), ("sigmoid", "cross_entropy"),
+                                         ("softmax", "cross_entropy"), ("relu", "huber")])
+@pytest.mark.parametrize("layers", [[1, 2, 2], [3, 8, 5], [16, 4, 8], [17, 3, 2], [6, 9, 3]])
+def test_narrow_layers_forward_and_gradients(dtype, hidden, output, loss, layers):
+    """Layers of at most 16 inputs by 8 outputs take a fused pass instead of BLAS (5000 rows:
+    more than one chunk), for every activation."""
+    n = 5000
+    X, Y = regression_data(n, layers[0], layers[-1], seed=7, dtype=dtype)
+    if loss == "cross_entropy":
+        Y = (Y > np.median(Y, axis=0)).astype(dtype)
+        if output == "softmax":
+            Y = np.eye(layers[-1], dtype=dtype)[np.argmax(Y, axis=1)]
+    a, b = pair(layers, dtype, activation=hidden, output_activation=output, loss=loss)
+    assert rel_err(a.predict(X), b.predict(X)) < OP_TOL[dtype] * 10
+    assert rel_err(a.evaluate(X, Y), b.evaluate(X, Y)) < OP_TOL[dtype] * 10
+    ga, gb = a.gradients(X, Y), b.gradients(X, Y)
+    assert max_rel_err(ga[0] + ga[1], gb[0] + gb[1]) < OP_TOL[dtype] * 10
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layers,batch,n", CASES)
 def test_one_train_epoch(dtype, layers, batch, n):
     """One _core.train_epoch call against reference.train_epoch, from identical parameters."""

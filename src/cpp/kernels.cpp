@@ -170,10 +170,6 @@ void softmax_row(int cols, const T* z, T* h) {
     for (int j = 0; j < cols; ++j) h[j] *= inv;
 }
 
-}  // namespace
-
-namespace {
-
 // The output width (and a small input width; FI = 0: n_in at run time) are template
 // parameters so the row's accumulators stay in registers and the loops unroll.
 template <typename T, int FO, int FI>

@@ -14,9 +14,10 @@ int chunk_rows(const std::vector<int>& sizes, std::int64_t n, int threads) {
     // One thread: activations of about L2 size, so each layer's output is still cached when
     // the next layer reads it (tabular predict: 6.3 -> 7.9 M rows/s). More threads: larger
     // products, which OpenBLAS splits better (mnist predict on 2 threads: 0.38 -> 0.44 M/s).
+    // At least 256 rows either way: wide layers need tall products to run at GEMM speed.
     const long elements = threads > 1 ? (4L << 20) : (256L << 10);
     long rows = elements / std::max(width, 1L);
-    rows = std::clamp(rows, 64L, 4096L);
+    rows = std::clamp(rows, 256L, 4096L);
     return (int)std::max<std::int64_t>(1, std::min<std::int64_t>(rows, n));
 }
 
