@@ -222,7 +222,7 @@ def _chunk_rows(Ws, n):
     """Rows per chunk of forward/evaluate/gradients: the C++ backend's rule for a multi-threaded
     BLAS (on one thread it takes smaller chunks; sums over chunks then differ only by rounding)."""
     width = sum(2 * W.shape[1] for W in Ws)
-    rows = min(max((4 << 20) // max(width, 1), 64), 4096)
+    rows = min(max((4 << 20) // max(width, 1), 256), 4096)
     return max(1, min(rows, n))
 
 
