@@ -205,9 +205,11 @@ def epoch_permutations(layers, rows: int, epochs: int, seed: int = INIT_SEED):
     """Yield one shuffled row order per epoch, shared by the hand-written peers.
 
     They continue the initialisation's random stream (init first, then one
-    ``rng.permutation(rows)`` per epoch), as denseprop's Network does with its
-    seed; so, arithmetic aside, every peer that takes the shared init follows
-    the same SGD trajectory as denseprop, and final losses are comparable.
+    ``rng.permutation(rows)`` per epoch, what a user of those libraries would
+    write, timed with the fit). denseprop draws its own orders from the same
+    stream (one 64-bit seed per epoch for its ``shuffled_order``), so the peers
+    start from denseprop's exact weights but visit rows in other random orders;
+    final losses are compared within the 5% the issue allows.
     """
     rng = np.random.default_rng(seed)
     _draw_he(rng, layers)

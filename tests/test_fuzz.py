@@ -406,12 +406,20 @@ def train_epoch_case(draw):
                 rtol=rtol, atol=atol)
 
 
+@st.composite
+def shuffled_order_case(draw):
+    seed = draw(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 2**64 - 1])))
+    n = draw(st.integers(0, 40))
+    return Case("shuffled_order", ["seed", "out"], lambda: [seed, np.full(n, -7, np.int64)],
+                outputs=("out",), scalars={"seed": "int"}, rtol=0.0, atol=0.0)
+
+
 CASES = {
     "gemm": gemm_case(), "dense_forward": dense_forward_case(), "dense_backward": dense_backward_case(),
     "activation_forward": activation_forward_case(), "activation_backward": activation_backward_case(),
     "loss_forward": loss_case(False), "loss_backward": loss_case(True), "sgd_step": sgd_step_case(),
     "forward": forward_case(), "evaluate": evaluate_case(), "gradients": gradients_case(),
-    "train_epoch": train_epoch_case(),
+    "train_epoch": train_epoch_case(), "shuffled_order": shuffled_order_case(),
 }
 
 

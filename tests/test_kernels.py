@@ -254,7 +254,7 @@ def test_threads_setting():
 
 BACKEND_FUNCTIONS = ["gemm", "dense_forward", "dense_backward", "activation_forward", "activation_backward",
                      "loss_forward", "loss_backward", "sgd_step", "forward", "evaluate", "gradients",
-                     "train_epoch", "set_num_threads", "get_num_threads"]
+                     "train_epoch", "shuffled_order", "set_num_threads", "get_num_threads"]
 
 
 @pytest.mark.parametrize("name", BACKEND_FUNCTIONS)
@@ -272,3 +272,55 @@ def test_reference_has_the_same_signatures(name):
     assert set(core_defaults) == set(ref_defaults)
     for key, value in ref_defaults.items():
         assert core_defaults[key].replace("'", "") == value.replace("'", ""), key
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 17, 1000, 20_001])
+@pytest.mark.parametrize("seed", [0, 1, 2**32, 2**64 - 1, np.uint64(12345678901234567890)])
+def test_shuffled_order_is_a_permutation_equal_to_the_reference(n, seed):
+    ours, ref = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+    _core.shuffled_order(seed, ours)
+    reference.shuffled_order(seed, ref)
+    np.testing.assert_array_equal(ours, ref)
+    np.testing.assert_array_equal(np.sort(ours), np.arange(n))
+
+
+def test_shuffled_order_is_uniform_and_seed_dependent():
+    """Every order of 4 items about equally often (chi-square against the uniform
+    distribution), and every position of 1000 items reached by item 0."""
+    import itertools
+    counts = dict.fromkeys(itertools.permutations(range(4)), 0)
+    out = np.empty(4, np.int64)
+    draws = 24_000
+    for seed in range(draws):
+        _core.shuffled_order(seed, out)
+        counts[tuple(out.tolist())] += 1
+    expected = draws / 24
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert chi2 < 60, counts  # 23 degrees of freedom: P(chi2 > 60) is about 4e-5
+    first = np.empty(1000, np.int64)
+    positions = set()
+    for seed in range(20_000):
+        _core.shuffled_order(seed, first)
+        positions.add(int(np.flatnonzero(first == 0)[0]))
+    assert len(positions) == 1000
+    a, b = np.empty(1000, np.int64), np.empty(1000, np.int64)
+    _core.shuffled_order(7, a)
+    _core.shuffled_order(8, b)
+    assert (a != b).mean() > 0.9
+
+
+@pytest.mark.parametrize("backend", [_core, reference])
+def test_shuffled_order_rejects_bad_arguments(backend):
+    out = np.empty(5, np.int64)
+    for seed, err in [(-1, ValueError), (2**64, ValueError), (1.0, TypeError), (True, TypeError),
+                      ("3", TypeError), (None, TypeError)]:
+        with pytest.raises(err, match="seed"):
+            backend.shuffled_order(seed, out)
+    readonly = np.empty(5, np.int64)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        backend.shuffled_order(1, readonly)
+    for bad in [np.empty(5, np.int32), np.empty(5), np.empty((5, 1), np.int64), np.empty(10, np.int64)[::2],
+                [0, 1, 2]]:
+        with pytest.raises(TypeError, match="out"):
+            backend.shuffled_order(1, bad)

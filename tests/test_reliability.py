@@ -111,7 +111,8 @@ def _replay(net_kwargs, X, y, opt_factory, steps, batch_size, n_batches):
     if epochs:
         ref.fit(X, y, epochs=epochs, batch_size=batch_size, optimizer=opt)
     if partial:
-        perm = ref._rng.permutation(X.shape[0])  # the shuffle of the interrupted epoch
+        perm = np.empty(X.shape[0], np.int64)  # the shuffle of the interrupted epoch
+        dp.reference.shuffled_order(ref._rng.integers(0, 2**64, dtype=np.uint64), perm)
         rows = perm[:partial * batch_size]
         ref.fit(X[rows], y[rows], epochs=1, batch_size=batch_size, shuffle=False, optimizer=opt)
     assert opt.step == steps

@@ -4,8 +4,9 @@ Only the pinned API is used: ``dp.Network(...)``, ``net.fit`` (its
 ``hist.loss`` gives the per-epoch loss), ``net.predict``, ``net.evaluate`` and
 ``dp.set_num_threads``.  The network uses its own initialisation with
 ``seed=0`` and its own shuffling; per its docstring both come from
-``np.random.default_rng(0)`` (He init first, then one permutation per epoch), which
-the hand-written peers reproduce (see ``workloads.epoch_permutations``).
+``np.random.default_rng(0)`` (He init first, then one shuffle seed per epoch). The
+hand-written peers reproduce the init exactly and shuffle with ``rng.permutation``
+from the same stream (see ``workloads.epoch_permutations``).
 """
 
 from __future__ import annotations

@@ -749,6 +749,38 @@ double train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::hand
     return (metrics[0] - before) / double(d.n);
 }
 
+// A seed in [0, 2^64): Python ints and NumPy integers, not bools.
+std::uint64_t seed_value(py::handle h) {
+    const bool is_bool = py::isinstance<py::bool_>(h) ||
+                         std::string(py::str(py::type::of(h).attr("__name__"))) == "bool";
+    if (is_bool || !PyIndex_Check(h.ptr()))
+        type_error("seed must be an int in [0, 2**64), got " + std::string(py::str(py::type::of(h).attr("__name__"))));
+    py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
+    if (!index) throw py::error_already_set();
+    const unsigned long long v = PyLong_AsUnsignedLongLong(index.ptr());
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        value_error("seed must be an int in [0, 2**64), got " + std::string(py::str(h)));
+    }
+    return v;
+}
+
+void shuffled_order_impl(py::handle seed_h, py::handle out_h) {
+    const std::uint64_t seed = seed_value(seed_h);
+    py::array a = as_ndarray(out_h, "out");
+    const py::dtype dt = a.dtype();
+    if (dt.kind() != 'i' || dt.itemsize() != 8 || !is_native(dt) || a.ndim() != 1 ||
+        !(a.flags() & py::array::c_style))
+        type_error("out must be a 1-D C-contiguous int64 array, got " + describe(a));
+    if (!a.writeable()) value_error("out is read-only but is written to; pass a writable array");
+    if (reinterpret_cast<std::uintptr_t>(a.data()) % alignof(std::int64_t) != 0)
+        type_error("out is not aligned to its element size; pass a copy");
+    std::int64_t* out = static_cast<std::int64_t*>(a.mutable_data());
+    const std::int64_t n = a.shape(0);
+    py::gil_scoped_release nogil;
+    dp::shuffled_order(seed, n, out);
+}
+
 DType dtype_of_params(py::handle params_h) {
     py::list params = to_list(params_h, "params");
     if (params.size() == 0) value_error("params must be a non-empty list [W0, b0, W1, b1, ...]");
@@ -905,6 +937,11 @@ PYBIND11_MODULE(_core, mod) {
         "beta1, beta2, eps. state: for 'sgd' with momentum one array per parameter, for 'adam' two,\n"
         "ordered W0, b0, W1, ... with each parameter's arrays adjacent. step: an int64 array of\n"
         "shape (1,) holding the optimizer steps taken, updated in place (also on Ctrl-C).");
+
+    mod.def("shuffled_order", &shuffled_order_impl, "seed"_a, "out"_a,
+            "Fills out (int64, n) with the permutation of 0..n-1 that seed (an int in [0, 2**64))\n"
+            "fixes: Fisher-Yates driven by splitmix64 hashes of seed + i * 0x9E3779B97F4A7C15.\n"
+            "The same seed gives the same order on every backend and platform.");
 
     mod.def(
         "set_num_threads",

@@ -88,7 +88,8 @@ class Network:
     dtype : "float32" or "float64"
     seed : int or None
         Seeds the network's own ``numpy.random.default_rng``, which draws the initial
-        weights and each epoch's shuffle, so a seed gives the same training on both backends.
+        weights and one 64-bit seed per epoch for the shuffle (``shuffled_order``), so a
+        seed gives the same training on both backends.
     backend : "cpp" or "numpy"
         The C++ kernels or the NumPy reference; they agree to rounding.
     init : "he", "glorot" or (weights, biases)
@@ -512,6 +513,7 @@ class Network:
         best_loss, waited = math.inf, 0
         progress = _Progress(epochs, verbose)
         first_epoch = opt.epochs
+        perm = np.empty(n, dtype=np.int64) if shuffle else None
         try:
             for epoch in range(epochs):
                 start = time.perf_counter()
@@ -519,7 +521,8 @@ class Network:
                 for dst, src in zip(saved, params + opt.state):
                     np.copyto(dst, src)
                 saved_step = opt.step
-                perm = self._rng.permutation(n).astype(np.int64, copy=False) if shuffle else None
+                if shuffle:  # one draw per epoch seeds the backend's own, faster shuffle
+                    self._backend.shuffled_order(self._rng.integers(0, 2**64, dtype=np.uint64), perm)
                 metrics = np.zeros(2 + self.n_out)
                 step = np.array([opt.step], dtype=np.int64)
                 try:

@@ -647,6 +647,49 @@ def _epoch_loop(X, Y, w, perm, Ws, bs, acts, loss, batch, optimizer, o, state, k
             counter[0] = step
 
 
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def _mulhi64(a, b):
+    """floor(a * b / 2**64) for uint64 arrays, from 32-bit halves (NumPy has no 128-bit ints)."""
+    low, s32 = np.uint64(0xFFFFFFFF), np.uint64(32)
+    a0, a1, b0, b1 = a & low, a >> s32, b & low, b >> s32
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> s32) + (p01 & low) + (p10 & low)
+    return p11 + (p01 >> s32) + (p10 >> s32) + (mid >> s32)
+
+
+def shuffled_order(seed, out):
+    """Fills ``out`` (int64, n) with the permutation of 0..n-1 that ``seed`` (an int in
+    [0, 2**64)) fixes: Fisher-Yates from the last position down, position i swapping with
+    ``j_i = floor(h_i * (i + 1) / 2**64)``, where ``h_i`` is the splitmix64 hash of
+    ``seed + i * 0x9E3779B97F4A7C15`` (mod 2**64).
+    """
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int in [0, 2**64), got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed}")
+    if not isinstance(out, np.ndarray) or out.dtype != np.int64 or out.ndim != 1 \
+            or not out.flags.c_contiguous:
+        raise TypeError("out must be a 1-D C-contiguous int64 array")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only but is written to; pass a writable array")
+    n = out.shape[0]
+    i = np.arange(n, dtype=np.uint64)
+    h = np.uint64(int(seed)) + i * _GOLDEN_GAMMA
+    h = (h ^ (h >> np.uint64(30))) * _MIX1
+    h = (h ^ (h >> np.uint64(27))) * _MIX2
+    h ^= h >> np.uint64(31)
+    swap_with = _mulhi64(h, i + np.uint64(1)).tolist()
+    order = list(range(n))
+    for k in range(n - 1, 0, -1):  # sequential by nature: each swap sees the earlier ones
+        j = swap_with[k]
+        order[k], order[j] = order[j], order[k]
+    out[:] = order
+
+
 class _StepIsAtomic:
     """Holds back SIGINT while one optimizer step is applied, then raises it; the C++ backend
     checks for Ctrl-C only between steps, and the reference keeps that promise too."""
