@@ -21,18 +21,6 @@ int chunk_rows(const std::vector<int>& sizes, std::int64_t n, int threads) {
     return (int)std::max<std::int64_t>(1, std::min<std::int64_t>(rows, n));
 }
 
-void shuffled_order(std::uint64_t seed, std::int64_t n, std::int64_t* out) {
-    for (std::int64_t i = 0; i < n; ++i) out[i] = i;
-    for (std::int64_t i = n - 1; i > 0; --i) {
-        std::uint64_t h = seed + std::uint64_t(i) * 0x9E3779B97F4A7C15ull;
-        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
-        h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-        h ^= h >> 31;
-        const auto j = std::int64_t((unsigned __int128)h * std::uint64_t(i + 1) >> 64);
-        std::swap(out[i], out[j]);
-    }
-}
-
 double workspace_elements(const std::vector<int>& sizes, std::int64_t rows, bool backward, bool gradients) {
     double width = 0, widest = 0, params = 0;
     for (std::size_t l = 1; l < sizes.size(); ++l) {

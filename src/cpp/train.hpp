@@ -46,11 +46,26 @@ int chunk_rows(const std::vector<int>& sizes, std::int64_t n, int threads);
 // refuse work that cannot fit in memory before allocating anything.
 double workspace_elements(const std::vector<int>& sizes, std::int64_t rows, bool backward, bool gradients);
 
-// out (n) = a permutation of 0..n-1 fixed by seed: Fisher-Yates, where position i swaps with
-// j_i = floor(h_i * (i + 1) / 2^64) and h_i is the splitmix64 hash of seed + i * golden gamma.
-// The hashes are independent of each other, so this runs at memory speed, several times
-// faster than numpy's Generator.permutation; reference.shuffled_order computes the same order.
-void shuffled_order(std::uint64_t seed, std::int64_t n, std::int64_t* out);
+// Shuffling: forward Fisher-Yates, where position i swaps with i + floor(h_i * (n - i) / 2^64)
+// and h_i is the splitmix64 hash of seed + i * golden gamma. The hashes do not depend on each
+// other, so it runs at memory speed, several times faster than numpy's Generator.permutation;
+// reference.shuffled_order builds the same order. This is position i's swap.
+inline void shuffle_step(std::uint64_t seed, std::int64_t n, std::int64_t* out, std::int64_t i) {
+    std::uint64_t h = seed + std::uint64_t(i) * 0x9E3779B97F4A7C15ull;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    h ^= h >> 31;
+    const auto j = i + std::int64_t((unsigned __int128)h * std::uint64_t(n - i) >> 64);
+    const std::int64_t t = out[i];
+    out[i] = out[j];
+    out[j] = t;
+}
+
+// out (n) = the permutation of 0..n-1 that seed fixes.
+inline void shuffled_order(std::uint64_t seed, std::int64_t n, std::int64_t* out) {
+    for (std::int64_t i = 0; i < n; ++i) out[i] = i;
+    for (std::int64_t i = 0; i + 1 < n; ++i) shuffle_step(seed, n, out, i);
+}
 
 // Called every few milliseconds of work; returning true stops the loop early.
 using StopCheck = std::function<bool()>;

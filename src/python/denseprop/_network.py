@@ -391,12 +391,18 @@ class Network:
         w = self._weights(sample_weight, X.shape[0])
         return self._score(self._metrics(X, Y, w), Y, w)
 
-    def _score(self, metrics, Y, w, sst=None):
-        total_w = float(Y.shape[0] if w is None else w.sum(dtype=np.float64))
+    def _score(self, metrics, Y, w, sst=None, total_w=None):
+        """Accuracy or mean R^2 from evaluate's metrics; sst and total_w (the sum of the
+        weights) are worked out from Y and w unless given."""
         if self.loss == "cross_entropy":
+            if total_w is None:
+                total_w = float(Y.shape[0] if w is None else w.sum(dtype=np.float64))
             return float(metrics[1] / total_w) if total_w > 0 else 0.0
         if sst is None:
             sst = _total_sum_of_squares(Y, w)
+        if len(sst) <= 16:  # Python floats beat NumPy's per-call overhead for a few outputs
+            r2 = [1.0 - e / t if t > 0 else float(e == 0) for e, t in zip(metrics[2:].tolist(), sst.tolist())]
+            return sum(r2) / len(r2)
         sse = metrics[2:]
         r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.where(sse == 0, 1.0, 0.0))
         return float(r2.mean())
@@ -507,6 +513,7 @@ class Network:
         classify = self.loss == "cross_entropy"
         sst = None if classify else _total_sum_of_squares(Y, w)
         sst_val = None if classify or Xv is None else _total_sum_of_squares(Yv, wv)
+        total_w = float(n if w is None else w.sum(dtype=np.float64))
         # The last finite epoch's parameters and optimizer state, to restore on divergence.
         saved = [np.empty_like(a) for a in params + opt.state]
         best = None
@@ -532,7 +539,7 @@ class Network:
                     opt.step = int(step[0])
                 loss = float(metrics[0] / n)
                 record = {"epoch": first_epoch + epoch, "loss": loss}
-                if not math.isfinite(loss) or not all(np.isfinite(p).all() for p in params):
+                if not math.isfinite(loss) or not all(_all_finite(p) for p in params):
                     for dst, src in zip(params + opt.state, saved):
                         np.copyto(dst, src)
                     opt.step = saved_step
@@ -542,7 +549,7 @@ class Network:
                         f"(e.g. to zero mean and unit variance) or clip extreme targets; the network "
                         f"keeps the weights of the last finite epoch.", epoch, history)
                 if classify:
-                    record["accuracy"] = self._score(metrics, Y, w)
+                    record["accuracy"] = self._score(metrics, Y, w, total_w=total_w)
                 else:
                     record["r2"] = self._score(metrics, Y, w, sst)
                 if Xv is not None:
@@ -597,6 +604,10 @@ class Network:
         """Reads a network written by save; ``backend`` overrides the saved one."""
         from ._io import load_network
         return load_network(cls, path, backend)
+
+
+def _all_finite(a):
+    return bool(np.logical_and.reduce(np.isfinite(a), axis=None))
 
 
 def _column_sums(A):

@@ -652,6 +652,13 @@ _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 
 
+def _seed(x, name):
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"{name} must be an int in [0, 2**64), got {type(x).__name__}")
+    if not 0 <= int(x) < 2**64:
+        raise ValueError(f"{name} must be an int in [0, 2**64), got {x}")
+
+
 def _mulhi64(a, b):
     """floor(a * b / 2**64) for uint64 arrays, from 32-bit halves (NumPy has no 128-bit ints)."""
     low, s32 = np.uint64(0xFFFFFFFF), np.uint64(32)
@@ -663,14 +670,11 @@ def _mulhi64(a, b):
 
 def shuffled_order(seed, out):
     """Fills ``out`` (int64, n) with the permutation of 0..n-1 that ``seed`` (an int in
-    [0, 2**64)) fixes: Fisher-Yates from the last position down, position i swapping with
-    ``j_i = floor(h_i * (i + 1) / 2**64)``, where ``h_i`` is the splitmix64 hash of
+    [0, 2**64)) fixes: forward Fisher-Yates, position i = 0, 1, ... swapping with
+    ``i + floor(h_i * (n - i) / 2**64)``, where ``h_i`` is the splitmix64 hash of
     ``seed + i * 0x9E3779B97F4A7C15`` (mod 2**64).
     """
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int in [0, 2**64), got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64), got {seed}")
+    _seed(seed, "seed")
     if not isinstance(out, np.ndarray) or out.dtype != np.int64 or out.ndim != 1 \
             or not out.flags.c_contiguous:
         raise TypeError("out must be a 1-D C-contiguous int64 array")
@@ -682,9 +686,9 @@ def shuffled_order(seed, out):
     h = (h ^ (h >> np.uint64(30))) * _MIX1
     h = (h ^ (h >> np.uint64(27))) * _MIX2
     h ^= h >> np.uint64(31)
-    swap_with = _mulhi64(h, i + np.uint64(1)).tolist()
+    swap_with = (i + _mulhi64(h, np.uint64(n) - i)).tolist()
     order = list(range(n))
-    for k in range(n - 1, 0, -1):  # sequential by nature: each swap sees the earlier ones
+    for k in range(n):  # sequential by nature: each swap sees the earlier ones
         j = swap_with[k]
         order[k], order[j] = order[j], order[k]
     out[:] = order
