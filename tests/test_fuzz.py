@@ -324,14 +324,14 @@ def make_params(rng, sizes, dt):
 @st.composite
 def forward_case(draw):
     dt, sizes, acts, _, n = draw(network_parts(n_min=0))
-    seed = draw(seeds)
+    seed, check = draw(seeds), draw(st.booleans())
 
     def build():
         rng = np.random.default_rng(seed)
         params = make_params(rng, sizes, dt)
-        return [rand(rng, (n, sizes[0]), dt), params, list(acts), np.zeros((n, sizes[-1]), dt)]
-    return Case("forward", ["X", "params", "activations", "out"], build, outputs=("out",),
-                **dict(zip(("rtol", "atol"), tolerances(dt, loose=True))))
+        return [rand(rng, (n, sizes[0]), dt), params, list(acts), np.zeros((n, sizes[-1]), dt), check]
+    return Case("forward", ["X", "params", "activations", "out", "check_finite"], build, outputs=("out",),
+                scalars={"check_finite": "bool"}, **dict(zip(("rtol", "atol"), tolerances(dt, loose=True))))
 
 
 @st.composite

@@ -324,3 +324,26 @@ def test_shuffled_order_rejects_bad_arguments(backend):
                 [0, 1, 2]]:
         with pytest.raises(TypeError, match="out"):
             backend.shuffled_order(1, bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", [_core, reference])
+@pytest.mark.parametrize("where", [0, 777, -1])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_forward_check_finite_finds_bad_values_in_any_chunk(dtype, backend, where, value):
+    """check_finite looks at every chunk of X: a bad value in the first row, the middle or the
+    very last row of a multi-chunk input raises ValueError naming X; without the flag the
+    pass runs and gives the same output as for a finite X where the rows are finite."""
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal((3, 600)).astype(dtype), np.zeros(600, dtype),
+              rng.standard_normal((600, 2)).astype(dtype), np.zeros(2, dtype)]
+    X = rng.standard_normal((5000, 3)).astype(dtype)
+    good = backend.forward(X, params, ["relu", "identity"], None, True)
+    X[where, 1] = value
+    with pytest.raises(ValueError, match="X contains NaN or inf"):
+        backend.forward(X, params, ["relu", "identity"], None, True)
+    with np.errstate(invalid="ignore"):  # inf * 0 in the reference's products
+        out = backend.forward(X, params, ["relu", "identity"])
+    keep = np.ones(len(X), bool)
+    keep[where] = False
+    np.testing.assert_array_equal(out[keep], good[keep])

@@ -434,3 +434,16 @@ def test_bad_constructor_arguments(kwargs, exc):
 def test_bad_optimizer_arguments(make):
     with pytest.raises((ValueError, TypeError)):
         make()
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numpy"])
+def test_predict_rejects_nan_in_a_late_chunk(backend):
+    net = dp.Network([4, 300, 2], seed=0, backend=backend)
+    X = np.random.default_rng(0).standard_normal((20_000, 4))
+    before = [w.copy() for w in net.weights]
+    X[-1, 3] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or inf.*remove or impute"):
+        net.predict(X)
+    X[-1, 3] = 0.0
+    assert net.predict(X).shape == (20_000, 2)
+    assert all((a == b).all() for a, b in zip(before, net.weights))

@@ -533,7 +533,8 @@ void sgd_step_impl(py::handle p_h, py::handle g_h, double lr) {
 }
 
 template <typename T>
-py::object forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, py::handle out_in) {
+py::object forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, py::handle out_in,
+                        bool check_finite) {
     std::vector<Span> pspans;
     dp::Model<T> m = to_model<T>(params_h, acts_h, &pspans);
     Data<T> d = to_data<T>(X_h, py::none(), py::none(), m, false);
@@ -547,10 +548,14 @@ py::object forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, 
     const int chunk = dp::chunk_rows(m.sizes, d.n, get_user_threads());
     ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, chunk, false, false), "forward");
     SmallProductThreads threads(m.sizes, chunk);
+    bool finite;
     {
         py::gil_scoped_release nogil;
-        dp::forward<T>(m, d.X, d.n, chunk, out);
+        finite = dp::forward<T>(m, d.X, d.n, chunk, out, check_finite);
     }
+    if (!finite)
+        value_error(std::string("X contains NaN or inf (after conversion to ") + (sizeof(T) == 4 ? "float32" : "float64") +
+                    "); remove or impute those values");
     return out_h;
 }
 
@@ -872,13 +877,15 @@ PYBIND11_MODULE(_core, mod) {
 
     mod.def(
         "forward",
-        [](py::handle X, py::handle params, py::handle acts, py::handle out) {
-            return dtype_of_params(params) == DType::f32 ? forward_impl<float>(X, params, acts, out)
-                                                          : forward_impl<double>(X, params, acts, out);
+        [](py::handle X, py::handle params, py::handle acts, py::handle out, py::handle check_finite_h) {
+            const bool check = to_bool(check_finite_h, "check_finite");
+            return dtype_of_params(params) == DType::f32 ? forward_impl<float>(X, params, acts, out, check)
+                                                          : forward_impl<double>(X, params, acts, out, check);
         },
-        "X"_a, "params"_a, "activations"_a, "out"_a = py::none(),
+        "X"_a, "params"_a, "activations"_a, "out"_a = py::none(), "check_finite"_a = false,
         "The network's output (n, n_out) for X (n, n_in), written into out (allocated when None)\n"
-        "and returned. params = [W0, b0, W1, b1, ...]; one activation name per layer.");
+        "and returned. params = [W0, b0, W1, b1, ...]; one activation name per layer. With\n"
+        "check_finite, NaN or inf in X raises ValueError (found chunk by chunk, while in cache).");
 
     mod.def(
         "evaluate",

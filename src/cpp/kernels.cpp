@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <type_traits>
 
 namespace dp {
 
@@ -403,6 +405,27 @@ DP_MULTIVERSION void adam_update(std::size_t n, T* p, const T* g, T* m, T* v, T 
     }
 }
 
+template <typename T>
+DP_MULTIVERSION bool all_finite(const T* a, std::size_t n) {
+    // A value is NaN or inf exactly when its bits without the sign reach the all-ones
+    // exponent, so the largest of those (an integer max, which vectorises) tells.
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits magnitude = ~Bits(0) >> 1;
+    constexpr Bits exponent = sizeof(T) == 4 ? Bits(0x7F800000u) : Bits(0x7FF0000000000000ull);
+    const std::size_t block = 4096;  // stop soon after a bad value, yet keep the loop simple
+    for (std::size_t s = 0; s < n; s += block) {
+        const std::size_t e = std::min(n, s + block);
+        Bits largest = 0;
+        for (std::size_t i = s; i < e; ++i) {
+            Bits bits;
+            std::memcpy(&bits, a + i, sizeof bits);
+            largest = std::max(largest, Bits(bits & magnitude));
+        }
+        if (largest >= exponent) return false;
+    }
+    return true;
+}
+
 // ---------------------------------------------------------------------------------------
 // Instantiations
 
@@ -417,7 +440,8 @@ DP_MULTIVERSION void adam_update(std::size_t n, T* p, const T* g, T* m, T* v, T 
     template double loss_forward_backward<T>(Loss, Act, int, int, const T*, const T*, const T*,   \
                                              const T*, T, T*, double*);                          \
     template void sgd_update<T>(std::size_t, T*, const T*, T*, T, T, bool, T);                    \
-    template void adam_update<T>(std::size_t, T*, const T*, T*, T*, T, T, T, T, T, std::int64_t);
+    template void adam_update<T>(std::size_t, T*, const T*, T*, T*, T, T, T, T, T, std::int64_t); \
+    template bool all_finite<T>(const T*, std::size_t);
 
 DP_INSTANTIATE(float)
 DP_INSTANTIATE(double)

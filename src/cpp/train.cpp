@@ -429,14 +429,17 @@ FixedRows<T> fixed_trainer(const Model<T>& m, int batch, const OptimizerConfig& 
 }  // namespace
 
 template <typename T>
-void forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out) {
-    if (n <= 0) return;
+bool forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out, bool check_finite) {
+    if (n <= 0) return true;
     Workspace<T> ws(m, chunk, false);
     for (std::int64_t s = 0; s < n; s += chunk) {
         const int rows = (int)std::min<std::int64_t>(chunk, n - s);
-        ws.forward(X + s * m.n_in(), rows);
+        const T* Xc = X + s * m.n_in();
+        if (check_finite && !all_finite(Xc, (std::size_t)rows * m.n_in())) return false;
+        ws.forward(Xc, rows);
         std::memcpy(out + s * m.n_out(), ws.output(), sizeof(T) * (std::size_t)rows * m.n_out());
     }
+    return true;
 }
 
 template <typename T>
@@ -592,7 +595,7 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
 }
 
 #define DP_INSTANTIATE_TRAIN(T)                                                                   \
-    template void forward<T>(const Model<T>&, const T*, std::int64_t, int, T*);                   \
+    template bool forward<T>(const Model<T>&, const T*, std::int64_t, int, T*, bool);             \
     template void evaluate<T>(const Model<T>&, const T*, const T*, const T*, std::int64_t, int,   \
                               double*);                                                           \
     template void gradients<T>(const Model<T>&, const T*, const T*, const T*, std::int64_t, int,  \

@@ -70,9 +70,12 @@ inline void shuffled_order(std::uint64_t seed, std::int64_t n, std::int64_t* out
 // Called every few milliseconds of work; returning true stops the loop early.
 using StopCheck = std::function<bool()>;
 
-// out (n, n_out) = the network's output for X (n, n_in), in chunks of `chunk` rows.
+// out (n, n_out) = the network's output for X (n, n_in), in chunks of `chunk` rows. With
+// check_finite, each chunk of X is checked for NaN and inf just before its pass (one read of
+// X fewer than a separate check when X fits in cache); the pass stops at the first bad chunk
+// and returns false.
 template <typename T>
-void forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out);
+bool forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out, bool check_finite = false);
 
 // Adds the loss and metrics over X (n, n_in), Y (n, n_out), w (n, optional) to metrics.
 template <typename T>

@@ -259,9 +259,9 @@ class Network:
 
     # ---------------------------------------------------------------- data conversion
 
-    def _X(self, X, name="X"):
-        """X as a C-contiguous array of the network's dtype, (n, n_in), finite, n >= 1.
-        No copy when X already is one."""
+    def _X(self, X, name="X", check_finite=True):
+        """X as a C-contiguous array of the network's dtype, (n, n_in), finite (unless the
+        caller leaves that to the backend), n >= 1. No copy when X already is one."""
         arr = _as_numeric(X, name)
         if arr.ndim != 2:
             raise ValueError(f"{name} must be 2-D (n_samples, {self.n_in}), got shape {arr.shape}")
@@ -270,7 +270,8 @@ class Network:
         if arr.shape[0] == 0:
             raise ValueError(f"{name} is empty (0 rows); pass at least one sample")
         arr = _contiguous(arr, self.dtype)
-        _check_finite(arr, name)
+        if check_finite:
+            _check_finite(arr, name)
         return arr
 
     def _Y(self, y, n, name="y"):
@@ -346,9 +347,9 @@ class Network:
         memory used beyond the result is bounded.
         """
         self._check_idle("predict")
-        X = self._X(X)
+        X = self._X(X, check_finite=False)  # checked chunk by chunk in the pass, while in cache
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
-        self._backend.forward(X, self._params(), self.activations, out)
+        self._backend.forward(X, self._params(), self.activations, out, True)
         return out
 
     forward = predict

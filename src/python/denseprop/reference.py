@@ -431,9 +431,11 @@ def _backward_layers(Ws, acts, X, cache, dZ):
             dZ = _act_backward(acts[l - 1], z, h, dH)
 
 
-def forward(X, params, activations, out=None):
+def forward(X, params, activations, out=None, check_finite=False):
     """The network's output (n, n_out) for X (n, n_in), written into out (allocated when None)
-    and returned. params = [W0, b0, W1, b1, ...]; one activation name per layer."""
+    and returned. params = [W0, b0, W1, b1, ...]; one activation name per layer. With
+    ``check_finite``, NaN or inf in X raises ValueError."""
+    check_finite = _bool(check_finite, "check_finite")
     Ws, bs, acts, dtype = _model(params, activations)
     X, _, _ = _data(X, None, None, Ws, dtype, need_rows=False)
     if out is None:
@@ -442,6 +444,8 @@ def forward(X, params, activations, out=None):
     if out.shape != (X.shape[0], Ws[-1].shape[1]):
         raise ValueError(f"out must have shape ({X.shape[0]}, {Ws[-1].shape[1]}), got {out.shape}")
     _no_overlap([("out", out)], [("X", X)] + [(f"params[{i}]", p) for i, p in enumerate(params)])
+    if check_finite and not np.isfinite(X).all():
+        raise ValueError(f"X contains NaN or inf (after conversion to {dtype.name}); remove or impute those values")
     chunk = _chunk_rows(Ws, X.shape[0])
     for s in range(0, X.shape[0], chunk):
         out[s:s + chunk] = _forward_layers(Ws, bs, acts, X[s:s + chunk])[-1][1]
