@@ -138,15 +138,20 @@ void check_no_overlap(const std::vector<Span>& outputs, const std::vector<Span>&
     }
 }
 
-// Python ints and NumPy integers (anything with __index__), but not bools.
-long long index_value(py::handle h, const std::string& name) {
+// h as a Python int: Python ints and NumPy integers (anything with __index__), but not bools.
+py::object as_index(py::handle h, const std::string& name, const std::string& expected) {
     const bool is_bool = py::isinstance<py::bool_>(h) ||
                          std::string(py::str(py::type::of(h).attr("__name__"))) == "bool";
     if (is_bool || !PyIndex_Check(h.ptr()))
-        type_error(name + " must be an int, got " + std::string(py::str(py::type::of(h).attr("__name__"))));
-    int overflow = 0;
+        type_error(name + " must be " + expected + ", got " + std::string(py::str(py::type::of(h).attr("__name__"))));
     py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
     if (!index) throw py::error_already_set();
+    return index;
+}
+
+long long index_value(py::handle h, const std::string& name) {
+    py::object index = as_index(h, name, "an int");
+    int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
     if (overflow) value_error(name + " is out of range, got " + std::string(py::str(h)));
     if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
@@ -754,14 +759,9 @@ double train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::hand
     return (metrics[0] - before) / double(d.n);
 }
 
-// A seed in [0, 2^64): Python ints and NumPy integers, not bools.
+// A seed in [0, 2^64).
 std::uint64_t seed_value(py::handle h) {
-    const bool is_bool = py::isinstance<py::bool_>(h) ||
-                         std::string(py::str(py::type::of(h).attr("__name__"))) == "bool";
-    if (is_bool || !PyIndex_Check(h.ptr()))
-        type_error("seed must be an int in [0, 2**64), got " + std::string(py::str(py::type::of(h).attr("__name__"))));
-    py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
-    if (!index) throw py::error_already_set();
+    py::object index = as_index(h, "seed", "an int in [0, 2**64)");
     const unsigned long long v = PyLong_AsUnsignedLongLong(index.ptr());
     if (v == (unsigned long long)-1 && PyErr_Occurred()) {
         PyErr_Clear();
@@ -885,7 +885,7 @@ PYBIND11_MODULE(_core, mod) {
         "X"_a, "params"_a, "activations"_a, "out"_a = py::none(), "check_finite"_a = false,
         "The network's output (n, n_out) for X (n, n_in), written into out (allocated when None)\n"
         "and returned. params = [W0, b0, W1, b1, ...]; one activation name per layer. With\n"
-        "check_finite, NaN or inf in X raises ValueError (found chunk by chunk, while in cache).");
+        "check_finite, NaN or inf in X raises ValueError (checked chunk by chunk inside the pass).");
 
     mod.def(
         "evaluate",
