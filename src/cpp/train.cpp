@@ -16,8 +16,14 @@ int chunk_rows(const std::vector<int>& sizes, std::int64_t n, int threads) {
     // products, which OpenBLAS splits better (mnist predict on 2 threads: 0.38 -> 0.44 M/s).
     // At least 256 rows either way: wide layers need tall products to run at GEMM speed.
     const long elements = threads > 1 ? (4L << 20) : (256L << 10);
-    long rows = elements / std::max(width, 1L);
-    rows = std::clamp(rows, 256L, 4096L);
+    long rows = std::clamp(elements / std::max(width, 1L), 256L, 4096L);
+    // Small layers: chunks whose every product stays within OpenBLAS's small-matrix kernels
+    // (at most 100^3 multiply-adds on SkylakeX; no packing, no threads) are faster still:
+    // tabular predict 7.1 -> 8.8 M rows/s, digits 4.2 -> 4.6 M.
+    long largest = 1;
+    for (std::size_t l = 1; l < sizes.size(); ++l) largest = std::max(largest, long(sizes[l - 1]) * sizes[l]);
+    const long small = kSmallProduct / largest;
+    if (small >= 32) rows = std::min(rows, small);
     return (int)std::max<std::int64_t>(1, std::min<std::int64_t>(rows, n));
 }
 
@@ -60,11 +66,11 @@ struct Workspace {
         if (backward) {
             d_cur.resize((std::size_t)rows * widest);
             d_prev.resize((std::size_t)rows * widest);
-            std::size_t thin = 0;
+            std::size_t transposed = 0;
             for (int l = 1; l < L; ++l)
                 if (transpose_w(m.sizes[l], m.sizes[l + 1]))
-                    thin = std::max(thin, (std::size_t)m.sizes[l] * m.sizes[l + 1]);
-            WT.resize(thin);
+                    transposed = std::max(transposed, (std::size_t)m.sizes[l] * m.sizes[l + 1]);
+            WT.resize(transposed);
         }
     }
     // dZ W^T with few columns in dZ (fo) is faster as a plain product with a transposed copy

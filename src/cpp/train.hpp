@@ -40,6 +40,7 @@ inline int metrics_size(int n_out) { return 2 + n_out; }
 
 // Rows per chunk of forward/evaluate/gradients (bounded workspace whatever n is), for a
 // BLAS running `threads` threads.
+constexpr long kSmallProduct = 1'000'000;
 int chunk_rows(const std::vector<int>& sizes, std::int64_t n, int threads);
 
 // Elements of workspace a pass over `rows` rows allocates (an upper bound), so callers can

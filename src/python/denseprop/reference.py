@@ -223,6 +223,9 @@ def _chunk_rows(Ws, n):
     BLAS (on one thread it takes smaller chunks; sums over chunks then differ only by rounding)."""
     width = sum(2 * W.shape[1] for W in Ws)
     rows = min(max((4 << 20) // max(width, 1), 256), 4096)
+    small = 1_000_000 // max(W.size for W in Ws)  # small layers: products within BLAS's small kernels
+    if small >= 32:
+        rows = min(rows, small)
     return max(1, min(rows, n))
 
 
