@@ -347,7 +347,7 @@ class Network:
         memory used beyond the result is bounded.
         """
         self._check_idle("predict")
-        X = self._X(X, check_finite=False)  # checked chunk by chunk in the pass, while in cache
+        X = self._X(X, check_finite=False)  # the backend checks it chunk by chunk inside its pass
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
         self._backend.forward(X, self._params(), self.activations, out, True)
         return out
