@@ -10,7 +10,8 @@ from helpers import FIT_TOL, OP_TOL, max_rel_err, regression_data, rel_err
 DTYPES = [np.float32, np.float64]
 
 # (layers, batch_size, n): the textbook net, deep, wide, several outputs, batch 1,
-# a last partial batch, a batch larger than n.
+# a last partial batch, a batch larger than n, and widths that are not multiples of the
+# 8 x 8 tiles in which the backward pass transposes W.
 CASES = [
     ([1, 2, 2], 1, 40),
     ([3, 8, 8, 8, 8, 8, 2], 7, 50),
@@ -19,6 +20,7 @@ CASES = [
     ([4, 10, 3], 8, 29),
     ([4, 10, 3], 64, 29),
     ([10, 64, 64, 1], 32, 96),
+    ([7, 45, 37, 3], 20, 70),
 ]
 
 

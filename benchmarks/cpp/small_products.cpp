@@ -1,7 +1,7 @@
 // Micro-benchmark of the choices behind two small-net paths of the C++ backend, run against
 // the same OpenBLAS the extension links:
-//   1. dH = dZ W^T for layers with few outputs: BLAS's transposed-B product against a plain
-//      product with a transposed copy of W (Workspace::transpose_w in train.cpp);
+//   1. dH = dZ W^T: BLAS's transposed-B product against a plain product with a transposed
+//      copy of W (Workspace::transpose_w in train.cpp);
 //   2. forward-pass chunk sizes for small nets (chunk_rows in train.cpp).
 // Build and run (from the repository root, in an environment with scipy-openblas32):
 //   OB=$(python -c "import scipy_openblas32, os; print(os.path.dirname(scipy_openblas32.__file__))")
@@ -35,7 +35,8 @@ double best_us(F f, int reps) {
 template <class T>
 void transposed_products(std::mt19937& gen) {
     std::normal_distribution<float> normal;
-    const int shapes[][3] = {{64, 128, 10}, {32, 64, 1}, {128, 128, 10}, {64, 64, 16}};  // rows, fi, fo
+    const int shapes[][3] = {{64, 128, 10}, {32, 64, 1},   {128, 128, 10}, {64, 64, 16},  // rows, fi, fo
+                             {32, 64, 64},  {256, 64, 32}, {64, 128, 64},  {128, 128, 64}, {32, 128, 128}};
     for (const auto& s : shapes) {
         const int rows = s[0], fi = s[1], fo = s[2];
         std::vector<T> dZ((std::size_t)rows * fo), W((std::size_t)fi * fo), WT(W.size()), dH((std::size_t)rows * fi);
@@ -46,8 +47,7 @@ void transposed_products(std::mt19937& gen) {
             gemm<T>(false, true, rows, fi, fo, T(1), dZ.data(), fo, W.data(), fo, T(0), dH.data(), fi);
         }, reps);
         const double nn = best_us([&] {
-            for (int i = 0; i < fi; ++i)
-                for (int o = 0; o < fo; ++o) WT[(std::size_t)o * fi + i] = W[(std::size_t)i * fo + o];
+            transpose<T>(fi, fo, W.data(), WT.data());
             gemm<T>(false, false, rows, fi, fo, T(1), dZ.data(), fo, WT.data(), fi, T(0), dH.data(), fi);
         }, reps);
         std::printf("%s dZ (%d, %d) W^T, W (%d, %d): transposed-B product %.2f us, copy + plain product %.2f us\n",
@@ -78,7 +78,7 @@ void forward_chunks(std::mt19937& gen) {
         for (auto& v : X) v = normal(gen);
         const int chosen = chunk_rows(m.sizes, n, 1);
         for (int chunk : {64, 128, 256, 1024, chosen}) {
-            const double us = best_us([&] { forward<float>(m, X.data(), n, chunk, out.data()); }, 20);
+            const double us = best_us([&] { forward<float>(m, X.data(), n, chunk, out.data(), false); }, 20);
             std::printf("net %zu, %ld rows, chunk %4d%s: %.2f M rows/s\n", k, n, chunk,
                         chunk == chosen ? " (chunk_rows)" : "", n / us);
         }

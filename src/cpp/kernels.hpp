@@ -175,13 +175,17 @@ template <typename T>
 void sgd_update(std::size_t n, T* p, const T* g, T* velocity, T lr, T momentum, bool nesterov,
                 T decay);
 // PyTorch's Adam (not AdamW): decay is added to the gradient; step is 1-based.
+template <typename T>
+void adam_update(std::size_t n, T* p, const T* g, T* m, T* v, T lr, T beta1, T beta2, T eps,
+                 T decay, std::int64_t step);
+
 // True when none of a (n) is NaN or infinite. Tests the exponent bits, so it needs no
 // floating-point compare and vectorises; used on each chunk of an input while it is in cache.
 template <typename T>
 bool all_finite(const T* a, std::size_t n);
 
+// dst (cols, rows) = src (rows, cols)^T, both contiguous and not overlapping.
 template <typename T>
-void adam_update(std::size_t n, T* p, const T* g, T* m, T* v, T lr, T beta1, T beta2, T eps,
-                 T decay, std::int64_t step);
+void transpose(int rows, int cols, const T* src, T* dst);
 
 }  // namespace dp

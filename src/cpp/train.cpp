@@ -68,15 +68,24 @@ struct Workspace {
             d_prev.resize((std::size_t)rows * widest);
             std::size_t transposed = 0;
             for (int l = 1; l < L; ++l)
-                if (transpose_w(m.sizes[l], m.sizes[l + 1]))
+                if (transpose_w(m.sizes[l], m.sizes[l + 1], rows))
                     transposed = std::max(transposed, (std::size_t)m.sizes[l] * m.sizes[l + 1]);
             WT.resize(transposed);
         }
     }
-    // dZ W^T with few columns in dZ (fo) is faster as a plain product with a transposed copy
-    // of W than through BLAS's transposed-B path (measured with OpenBLAS 0.3.34 SkylakeX:
-    // (64, 10) x (10, 128) takes 3.1 us against 3.8 us in float32, 3.3 against 6.1 in float64).
-    static bool transpose_w(int fi, int fo) { return fo <= 16 && fi <= 1024; }
+    // dZ W^T is faster as a plain product with a transposed copy of W than through BLAS's
+    // transposed-B path (OpenBLAS 0.3.34 SkylakeX, 1 thread, benchmarks/cpp/small_products.cpp)
+    //  - when dZ has few columns (fo): (64, 10) x (10, 128) takes 3.1 us against 3.8 us in
+    //    float32, 3.3 against 6.1 in float64;
+    //  - when the product is small and W fits in L1 (32 KB), where the plain product runs in
+    //    OpenBLAS's small-matrix kernels but the transposed one takes the packing path:
+    //    float32 (32, 64) x (64, 64) 2.0 us against 4.2 us, (256, 32) x (32, 64) 7.2 against
+    //    12.8, float64 (32, 64) x (64, 64) 6.4 against 7.5; a 64 KB W loses (float64
+    //    (64, 64) x (64, 128) 35 us against 28).
+    static bool transpose_w(int fi, int fo, int rows) {
+        if (fo <= 16 && fi <= 1024) return true;
+        return rows >= 16 && (long)fi * fo * (long)sizeof(T) <= 32768 && (long)fi * fo * rows <= kSmallProduct;
+    }
     // The output layer keeps Z for the loss; hidden layers only when the derivative needs it.
     bool keeps_z(int l) const { return l == m.n_layers() - 1 || act_needs_z(m.acts[l]); }
     T* z(int l) { return Z[l].empty() ? H[l].data() : Z[l].data(); }
@@ -112,9 +121,8 @@ struct Workspace {
         for (int l = m.n_layers() - 1; l >= 0; --l) {
             const int fi = m.sizes[l], fo = m.sizes[l + 1];
             const T* in = l == 0 ? X : h(l - 1);
-            if (l > 0 && transpose_w(fi, fo)) {  // dH (rows, fi) = dZ (rows, fo) W^T
-                for (int i = 0; i < fi; ++i)
-                    for (int o = 0; o < fo; ++o) WT[(std::size_t)o * fi + i] = m.W[l][(std::size_t)i * fo + o];
+            if (l > 0 && transpose_w(fi, fo, capacity)) {  // dH (rows, fi) = dZ (rows, fo) W^T
+                transpose<T>(fi, fo, m.W[l], WT.data());
                 gemm<T>(false, false, rows, fi, fo, T(1), d_cur.data(), fo, WT.data(), fi, T(0), d_prev.data(), fi);
             } else if (l > 0) {
                 gemm<T>(false, true, rows, fi, fo, T(1), d_cur.data(), fo, m.W[l], fo, T(0),
