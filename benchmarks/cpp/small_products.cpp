@@ -47,7 +47,7 @@ void transposed_products(std::mt19937& gen) {
             gemm<T>(false, true, rows, fi, fo, T(1), dZ.data(), fo, W.data(), fo, T(0), dH.data(), fi);
         }, reps);
         const double nn = best_us([&] {
-            transpose<T>(fi, fo, W.data(), WT.data());
+            transpose<T>(fi, fo, W.data(), fo, WT.data(), fi);
             gemm<T>(false, false, rows, fi, fo, T(1), dZ.data(), fo, WT.data(), fi, T(0), dH.data(), fi);
         }, reps);
         std::printf("%s dZ (%d, %d) W^T, W (%d, %d): transposed-B product %.2f us, copy + plain product %.2f us\n",

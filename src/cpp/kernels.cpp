@@ -456,9 +456,9 @@ namespace {
 
 // dst[j, i] = src[i, j] for i in [i0, i1), j in [j0, j1).
 template <typename T>
-inline void transpose_block(int rows, int cols, const T* src, T* dst, int i0, int i1, int j0, int j1) {
+inline void transpose_block(const T* src, int ls, T* dst, int ld, int i0, int i1, int j0, int j1) {
     for (int i = i0; i < i1; ++i)
-        for (int j = j0; j < j1; ++j) dst[(std::size_t)j * rows + i] = src[(std::size_t)i * cols + j];
+        for (int j = j0; j < j1; ++j) dst[(std::size_t)j * ld + i] = src[(std::size_t)i * ls + j];
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -467,68 +467,69 @@ inline void transpose_block(int rows, int cols, const T* src, T* dst, int i0, in
 // about as long as the product it prepares; 8 x 8 (float) and 4 x 4 (double) register tiles
 // move a whole row per store. Half-rows are loaded into the two lanes, so the shuffles stay
 // within lanes.
-// [p[0 .. 4) | p[4 ld .. 4 ld + 4)]: four elements of a row and of the row four below.
-__attribute__((target("avx"))) inline __m256 row_pair(const float* p, int ld) {
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm_loadu_ps(p + (std::size_t)4 * ld), 1);
+
+// [p[0 .. 4) | p[4 ls .. 4 ls + 4)]: four elements of a row and of the row four below.
+__attribute__((target("avx"))) inline __m256 row_pair(const float* p, int ls) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm_loadu_ps(p + (std::size_t)4 * ls), 1);
 }
-// [p[0 .. 2) | p[2 ld .. 2 ld + 2)]
-__attribute__((target("avx"))) inline __m256d row_pair(const double* p, int ld) {
-    return _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(p)), _mm_loadu_pd(p + (std::size_t)2 * ld), 1);
+// [p[0 .. 2) | p[2 ls .. 2 ls + 2)]
+__attribute__((target("avx"))) inline __m256d row_pair(const double* p, int ls) {
+    return _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(p)), _mm_loadu_pd(p + (std::size_t)2 * ls), 1);
 }
 
-__attribute__((target("avx"))) void transpose_avx(int rows, int cols, const float* src, float* dst) {
+__attribute__((target("avx"))) void transpose_avx(int rows, int cols, const float* src, int ls, float* dst, int ld) {
     const int R = rows / 8 * 8, C = cols / 8 * 8;
     for (int j = 0; j < C; j += 8)  // dst rows in the outer loop: each is written front to back
         for (int i = 0; i < R; i += 8) {
             for (int c = 0; c < 8; c += 4) {
-                const float* p = src + (std::size_t)i * cols + j + c;
-                const __m256 r0 = row_pair(p, cols), r1 = row_pair(p + cols, cols);
-                const __m256 r2 = row_pair(p + (std::size_t)2 * cols, cols), r3 = row_pair(p + (std::size_t)3 * cols, cols);
+                const float* p = src + (std::size_t)i * ls + j + c;
+                const __m256 r0 = row_pair(p, ls), r1 = row_pair(p + ls, ls);
+                const __m256 r2 = row_pair(p + (std::size_t)2 * ls, ls), r3 = row_pair(p + (std::size_t)3 * ls, ls);
                 const __m256 u0 = _mm256_unpacklo_ps(r0, r1), u1 = _mm256_unpackhi_ps(r0, r1);
                 const __m256 u2 = _mm256_unpacklo_ps(r2, r3), u3 = _mm256_unpackhi_ps(r2, r3);
-                float* d = dst + (std::size_t)(j + c) * rows + i;
+                float* d = dst + (std::size_t)(j + c) * ld + i;
                 _mm256_storeu_ps(d, _mm256_shuffle_ps(u0, u2, 0x44));
-                _mm256_storeu_ps(d + rows, _mm256_shuffle_ps(u0, u2, 0xEE));
-                _mm256_storeu_ps(d + (std::size_t)2 * rows, _mm256_shuffle_ps(u1, u3, 0x44));
-                _mm256_storeu_ps(d + (std::size_t)3 * rows, _mm256_shuffle_ps(u1, u3, 0xEE));
+                _mm256_storeu_ps(d + ld, _mm256_shuffle_ps(u0, u2, 0xEE));
+                _mm256_storeu_ps(d + (std::size_t)2 * ld, _mm256_shuffle_ps(u1, u3, 0x44));
+                _mm256_storeu_ps(d + (std::size_t)3 * ld, _mm256_shuffle_ps(u1, u3, 0xEE));
             }
         }
-    transpose_block(rows, cols, src, dst, 0, R, C, cols);
-    transpose_block(rows, cols, src, dst, R, rows, 0, cols);
+    transpose_block(src, ls, dst, ld, 0, R, C, cols);
+    transpose_block(src, ls, dst, ld, R, rows, 0, cols);
 }
 
-__attribute__((target("avx"))) void transpose_avx(int rows, int cols, const double* src, double* dst) {
+__attribute__((target("avx"))) void transpose_avx(int rows, int cols, const double* src, int ls, double* dst, int ld) {
     const int R = rows / 4 * 4, C = cols / 4 * 4;
     for (int j = 0; j < C; j += 4)
         for (int i = 0; i < R; i += 4) {
             for (int c = 0; c < 4; c += 2) {
-                const double* p = src + (std::size_t)i * cols + j + c;
-                const __m256d r0 = row_pair(p, cols), r1 = row_pair(p + cols, cols);
-                double* d = dst + (std::size_t)(j + c) * rows + i;
+                const double* p = src + (std::size_t)i * ls + j + c;
+                const __m256d r0 = row_pair(p, ls), r1 = row_pair(p + ls, ls);
+                double* d = dst + (std::size_t)(j + c) * ld + i;
                 _mm256_storeu_pd(d, _mm256_unpacklo_pd(r0, r1));
-                _mm256_storeu_pd(d + rows, _mm256_unpackhi_pd(r0, r1));
+                _mm256_storeu_pd(d + ld, _mm256_unpackhi_pd(r0, r1));
             }
         }
-    transpose_block(rows, cols, src, dst, 0, R, C, cols);
-    transpose_block(rows, cols, src, dst, R, rows, 0, cols);
+    transpose_block(src, ls, dst, ld, 0, R, C, cols);
+    transpose_block(src, ls, dst, ld, R, rows, 0, cols);
 }
 #endif
 
 }  // namespace
 
 template <typename T>
-void transpose(int rows, int cols, const T* src, T* dst) {
+void transpose(int rows, int cols, const T* src, int ld_src, T* dst, int ld_dst) {
 #ifdef DP_HAVE_AVX_TRANSPOSE
     static const bool avx = __builtin_cpu_supports("avx");
     if (avx) {
-        transpose_avx(rows, cols, src, dst);
+        transpose_avx(rows, cols, src, ld_src, dst, ld_dst);
         return;
     }
 #endif
     constexpr int kTile = 16;  // a few cache lines of dst at a time
     for (int i = 0; i < rows; i += kTile)
         for (int j = 0; j < cols; j += kTile)
-            transpose_block(rows, cols, src, dst, i, std::min(rows, i + kTile), j, std::min(cols, j + kTile));
+            transpose_block(src, ld_src, dst, ld_dst, i, std::min(rows, i + kTile), j, std::min(cols, j + kTile));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -547,7 +548,7 @@ void transpose(int rows, int cols, const T* src, T* dst) {
     template void sgd_update<T>(std::size_t, T*, const T*, T*, T, T, bool, T);                    \
     template void adam_update<T>(std::size_t, T*, const T*, T*, T*, T, T, T, T, T, std::int64_t); \
     template bool all_finite<T>(const T*, std::size_t);                                           \
-    template void transpose<T>(int, int, const T*, T*);
+    template void transpose<T>(int, int, const T*, int, T*, int);
 
 DP_INSTANTIATE(float)
 DP_INSTANTIATE(double)

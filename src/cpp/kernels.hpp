@@ -184,8 +184,9 @@ void adam_update(std::size_t n, T* p, const T* g, T* m, T* v, T lr, T beta1, T b
 template <typename T>
 bool all_finite(const T* a, std::size_t n);
 
-// dst (cols, rows) = src (rows, cols)^T, both contiguous and not overlapping.
+// dst (cols, rows) = src (rows, cols)^T; rows of src are ld_src apart, rows of dst ld_dst
+// apart; the two do not overlap.
 template <typename T>
-void transpose(int rows, int cols, const T* src, T* dst);
+void transpose(int rows, int cols, const T* src, int ld_src, T* dst, int ld_dst);
 
 }  // namespace dp

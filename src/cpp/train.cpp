@@ -122,7 +122,7 @@ struct Workspace {
             const int fi = m.sizes[l], fo = m.sizes[l + 1];
             const T* in = l == 0 ? X : h(l - 1);
             if (l > 0 && transpose_w(fi, fo, capacity)) {  // dH (rows, fi) = dZ (rows, fo) W^T
-                transpose<T>(fi, fo, m.W[l], WT.data());
+                transpose<T>(fi, fo, m.W[l], fo, WT.data(), fi);
                 gemm<T>(false, false, rows, fi, fo, T(1), d_cur.data(), fo, WT.data(), fi, T(0), d_prev.data(), fi);
             } else if (l > 0) {
                 gemm<T>(false, true, rows, fi, fo, T(1), d_cur.data(), fo, m.W[l], fo, T(0),
@@ -139,13 +139,22 @@ struct Workspace {
 };
 
 // Copies the batch's rows, chosen by perm, into contiguous buffers.
-// Narrow rows are copied in a plain loop: a memcpy call costs more than a few elements.
+// Rows up to a few cache lines are copied in a plain loop: a memcpy call costs more than
+// the copy (digits, 64 columns: memcpy took 3% of the step).
 template <typename T>
 void gather_rows(const T* src, int cols, const std::int64_t* idx, int rows, T* dst) {
     if (cols <= 16) {
         for (int r = 0; r < rows; ++r) {
             const T* s = src + (std::size_t)idx[r] * cols;
             T* d = dst + (std::size_t)r * cols;
+            for (int j = 0; j < cols; ++j) d[j] = s[j];
+        }
+        return;
+    }
+    if (cols * sizeof(T) <= 1024) {
+        for (int r = 0; r < rows; ++r) {
+            const T* __restrict s = src + (std::size_t)idx[r] * cols;
+            T* __restrict d = dst + (std::size_t)r * cols;
             for (int j = 0; j < cols; ++j) d[j] = s[j];
         }
         return;
