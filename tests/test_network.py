@@ -127,6 +127,23 @@ def test_predict_in_chunks_matches_small_batches():
     np.testing.assert_allclose(full[-7:], net.predict(X[-7:]), rtol=1e-13)
 
 
+def test_big_weight_matrices_use_tall_chunks_with_the_same_results():
+    """A layer of a million weights or more runs predict, evaluate and gradients in taller
+    chunks (here 512 rows: 1,501 rows are two chunks and a short one); the results still
+    match the NumPy reference."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((1501, 1024))
+    Y = rng.standard_normal((1501, 4))
+    net = dp.Network([1024, 1024, 4], seed=0, dtype="float64")
+    ref = dp.Network([1024, 1024, 4], seed=0, dtype="float64", backend="numpy")
+    np.testing.assert_allclose(net.predict(X), ref.predict(X), rtol=1e-11, atol=1e-12)
+    assert net.evaluate(X, Y) == pytest.approx(ref.evaluate(X, Y), rel=1e-11)
+    dW, db = net.gradients(X, Y)
+    rW, rb = ref.gradients(X, Y)
+    for a, b in zip(dW + db, rW + rb):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_epoch_loss_is_the_mean_of_batch_losses_before_each_update():
     X, y = regression_data(10, 2, 1, seed=2, dtype=np.float64)
     net = dp.Network([2, 3, 1], seed=0, dtype="float64")
