@@ -292,6 +292,41 @@ DP_MULTIVERSION void activation_backward(Act act, int rows, int cols, const T* Z
     }
 }
 
+template <typename T>
+DP_MULTIVERSION void activation_backward_sums(Act act, int rows, int cols, const T* Z, const T* H, const T* dH,
+                                              T* dZ, T* __restrict sums) {
+    if (act != Act::relu) {
+        activation_backward(act, rows, cols, Z, H, dH, dZ);
+        column_sums(rows, cols, dZ, T(1), T(0), sums);
+        return;
+    }
+    // Column blocks of a fixed width, so the sums stay in registers down the rows.
+    constexpr int kBlock = 256 / sizeof(T);  // four 512-bit registers
+    int j0 = 0;
+    for (; j0 + kBlock <= cols; j0 += kBlock) {
+        T acc[kBlock] = {};
+        for (int i = 0; i < rows; ++i) {
+            const std::size_t off = (std::size_t)i * cols + j0;
+            for (int j = 0; j < kBlock; ++j) {
+                const T g = H[off + j] > T(0) ? dH[off + j] : T(0);
+                dZ[off + j] = g;
+                acc[j] += g;
+            }
+        }
+        std::copy(acc, acc + kBlock, sums + j0);
+    }
+    if (j0 == cols) return;
+    std::fill(sums + j0, sums + cols, T(0));
+    for (int i = 0; i < rows; ++i) {
+        const std::size_t off = (std::size_t)i * cols;
+        for (int j = j0; j < cols; ++j) {
+            const T g = H[off + j] > T(0) ? dH[off + j] : T(0);
+            dZ[off + j] = g;
+            sums[j] += g;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Losses
 
@@ -566,6 +601,7 @@ void transpose(int rows, int cols, const T* src, int ld_src, T* dst, int ld_dst)
     template void bias_activation_forward<T>(Act, int, int, T*, const T*, T*);                    \
     template bool narrow_dense_forward<T>(Act, int, int, int, const T*, const T*, const T*, T*, T*); \
     template void activation_backward<T>(Act, int, int, const T*, const T*, const T*, T*);        \
+    template void activation_backward_sums<T>(Act, int, int, const T*, const T*, const T*, T*, T*); \
     template double loss_forward_backward<T>(Loss, Act, int, int, const T*, const T*, const T*,   \
                                              const T*, T, T*, double*);                          \
     template void sgd_update<T>(std::size_t, T*, const T*, T*, T, T, bool, T);                    \

@@ -158,6 +158,11 @@ bool narrow_dense_forward(Act act, int rows, int n_in, int n_out, const T* X, co
 // Z is read only when act_needs_z(act); dZ may be dH.
 template <typename T>
 void activation_backward(Act act, int rows, int cols, const T* Z, const T* H, const T* dH, T* dZ);
+// activation_backward, and sums (cols) = column sums of dZ as column_sums(..., 1, 0, sums)
+// gives them, bit for bit; for ReLU in the same pass.
+template <typename T>
+void activation_backward_sums(Act act, int rows, int cols, const T* Z, const T* H, const T* dH, T* dZ,
+                              T* sums);
 
 // Loss of the output layer for `rows` rows. Z (rows, cols) are the output's
 // pre-activations, H = act(Z), Y the targets, w (rows) optional row weights.

@@ -58,6 +58,7 @@ struct Workspace {
     int capacity;                       // rows the buffers hold
     std::vector<std::vector<T>> Z, H;   // Z[l] (capacity, sizes[l+1]), empty when H holds it
     std::vector<T> d_cur, d_prev;       // (capacity, widest layer)
+    std::vector<T> dz_sums;             // (widest layer) column sums of d_cur: the bias gradient
     std::vector<T> WT;                  // W[l]^T (fo, fi) of a layer with few outputs
 
     Workspace(const Model<T>& model, int rows, bool backward) : m(model), capacity(rows) {
@@ -75,6 +76,7 @@ struct Workspace {
         if (backward) {
             d_cur.resize((std::size_t)rows * widest);
             d_prev.resize((std::size_t)rows * widest);
+            dz_sums.resize(widest);
             std::size_t transposed = 0;
             for (int l = 1; l < L; ++l)
                 if (transpose_w(m.sizes[l], m.sizes[l + 1], rows))
@@ -126,10 +128,12 @@ struct Workspace {
     }
 
     // Walks the layers backwards from the output error in d_cur. For each layer, `update`
-    // receives (l, layer input, dZ) after dZ W^T has been taken from the old weights, so
-    // it may change W[l] in place.
+    // receives (l, layer input, dZ, column sums of dZ) after dZ W^T has been taken from the
+    // old weights, so it may change W[l] in place. A hidden layer's sums come out of its
+    // activation derivative's pass.
     template <typename Update>
     void backward(const T* X, int rows, Update&& update) {
+        column_sums<T>(rows, m.n_out(), d_cur.data(), T(1), T(0), dz_sums.data());
         for (int l = m.n_layers() - 1; l >= 0; --l) {
             const int fi = m.sizes[l], fo = m.sizes[l + 1];
             const T* in = l == 0 ? X : h(l - 1);
@@ -140,10 +144,10 @@ struct Workspace {
                 gemm<T>(false, true, rows, fi, fo, T(1), d_cur.data(), fo, m.W[l], fo, T(0),
                         d_prev.data(), fi);
             }
-            update(l, in, (const T*)d_cur.data());
+            update(l, in, (const T*)d_cur.data(), (const T*)dz_sums.data());
             if (l > 0) {
-                activation_backward<T>(m.acts[l - 1], rows, fi, z_or_null(l - 1), h(l - 1),
-                                       d_prev.data(), d_prev.data());
+                activation_backward_sums<T>(m.acts[l - 1], rows, fi, z_or_null(l - 1), h(l - 1),
+                                            d_prev.data(), d_prev.data(), dz_sums.data());
                 std::swap(d_cur, d_prev);
             }
         }
@@ -514,10 +518,10 @@ void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64
         const T* Xc = X + s * m.n_in();
         ws.forward(Xc, rows);
         ws.output_error(Y + s * m.n_out(), w ? w + s : nullptr, rows, scale, nullptr);
-        ws.backward(Xc, rows, [&](int l, const T* in, const T* dZ) {
+        ws.backward(Xc, rows, [&](int l, const T* in, const T* dZ, const T* sums) {
             const int fi = m.sizes[l], fo = m.sizes[l + 1];
             gemm<T>(true, false, fi, fo, rows, T(1), in, fi, dZ, fo, T(1), gW[l], fo);
-            column_sums<T>(rows, fo, dZ, T(1), T(1), gb[l]);
+            for (int j = 0; j < fo; ++j) gb[l][j] += sums[j];
         });
     }
 }
@@ -618,15 +622,15 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
         ws.forward(Xc, rows);
         metrics[0] += ws.output_error(Yc, wc, rows, T(1.0 / rows), metrics + 1);
         ++step;
-        ws.backward(Xc, rows, [&](int l, const T* in, const T* dZ) {
+        ws.backward(Xc, rows, [&](int l, const T* in, const T* dZ, const T* sums) {
             const int fi = m.sizes[l], fo = m.sizes[l + 1];
             if (fused_sgd) {
                 gemm<T>(true, false, fi, fo, rows, -lr, in, fi, dZ, fo, T(1) - lr * decay, m.W[l], fo);
-                column_sums<T>(rows, fo, dZ, -lr, T(1), m.b[l]);
+                sgd_update<T>(fo, m.b[l], sums, nullptr, lr, T(0), false, T(0));
                 return;
             }
             gemm<T>(true, false, fi, fo, rows, T(1), in, fi, dZ, fo, T(0), gW[l].data(), fo);
-            column_sums<T>(rows, fo, dZ, T(1), T(0), gb[l].data());
+            std::copy(sums, sums + fo, gb[l].data());
             step_layer(m, opt, state, l, gW[l].data(), gb[l].data(), step);
         });
 
