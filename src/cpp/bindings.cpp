@@ -341,6 +341,7 @@ void ensure_memory(double bytes, const std::string& what,
 // than it saves (tabular net, batch 32: 0.73 M samples/s on 1 thread, 0.67 M on 2).
 
 constexpr double kThreadedProduct = 256.0 * 256 * 256;  // multiply-adds of the largest product
+constexpr double kParallelForwardWork = 1e7;             // multiply-adds of a whole forward pass
 
 std::mutex g_threads_mutex;
 int g_user_threads = -1;  // -1: not read from OpenBLAS yet
@@ -375,6 +376,8 @@ class SmallProductThreads {
         if (g_single_scopes++ == 0) scipy_openblas_set_num_threads(1);
         active_ = true;
     }
+    // True while this pass holds BLAS at one thread although the user asked for more.
+    bool holds_blas() const { return active_; }
     ~SmallProductThreads() {
         if (!active_) return;
         std::lock_guard<std::mutex> lock(g_threads_mutex);
@@ -551,12 +554,19 @@ py::object forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, 
     pspans.insert(pspans.end(), d.spans.begin(), d.spans.end());
     check_no_overlap({span_of(out_h, "out")}, pspans);
     const int chunk = dp::chunk_rows(m.sizes, d.n, get_user_threads());
-    ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, chunk, false, false), "forward");
     SmallProductThreads threads(m.sizes, chunk);
+    // Small products leave BLAS's threads idle; the user's threads then take whole chunks
+    // each, when there is enough work to pay for starting them. Predict, 2 threads against 1,
+    // 40 interleaved calls: tabular (20,000 rows) 8.5 -> 13.9 M rows/s, digits (1,797 rows)
+    // 3.9 -> 5.2 M.
+    double macs = 0;
+    for (int l = 0; l < m.n_layers(); ++l) macs += double(d.n) * m.sizes[l] * m.sizes[l + 1];
+    const int parts = threads.holds_blas() && macs >= kParallelForwardWork ? get_user_threads() : 1;
+    ensure_memory(sizeof(T) * parts * dp::workspace_elements(m.sizes, chunk, false, false), "forward");
     bool finite;
     {
         py::gil_scoped_release nogil;
-        finite = dp::forward<T>(m, d.X, d.n, chunk, out, check_finite);
+        finite = dp::forward<T>(m, d.X, d.n, chunk, out, check_finite, parts);
     }
     if (!finite)
         value_error(std::string("X contains NaN or inf (after conversion to ") + (sizeof(T) == 4 ? "float32" : "float64") +

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
+#include <thread>
 #include <utility>
 
 namespace dp {
@@ -474,17 +476,49 @@ FixedRows<T> fixed_trainer(const Model<T>& m, int batch, const OptimizerConfig& 
 }  // namespace
 
 template <typename T>
-bool forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out, bool check_finite) {
+bool forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out, bool check_finite, int threads) {
     if (n <= 0) return true;
-    Workspace<T> ws(m, chunk, false);
-    for (std::int64_t s = 0; s < n; s += chunk) {
-        const int rows = (int)std::min<std::int64_t>(chunk, n - s);
-        const T* Xc = X + s * m.n_in();
-        if (check_finite && !all_finite(Xc, (std::size_t)rows * m.n_in())) return false;
-        ws.forward(Xc, rows);
-        std::memcpy(out + s * m.n_out(), ws.output(), sizeof(T) * (std::size_t)rows * m.n_out());
+    const std::int64_t n_chunks = (n + chunk - 1) / chunk;
+    // Chunks [c0, c1) on the calling thread; the chunk boundaries do not depend on threads.
+    auto run = [&](std::int64_t c0, std::int64_t c1) {
+        if (c0 >= c1) return true;
+        Workspace<T> ws(m, chunk, false);
+        for (std::int64_t c = c0; c < c1; ++c) {
+            const std::int64_t s = c * chunk;
+            const int rows = (int)std::min<std::int64_t>(chunk, n - s);
+            const T* Xc = X + s * m.n_in();
+            if (check_finite && !all_finite(Xc, (std::size_t)rows * m.n_in())) return false;
+            ws.forward(Xc, rows);
+            std::memcpy(out + s * m.n_out(), ws.output(), sizeof(T) * (std::size_t)rows * m.n_out());
+        }
+        return true;
+    };
+    const int parts = (int)std::min<std::int64_t>(std::max(threads, 1), n_chunks);
+    if (parts == 1) return run(0, n_chunks);
+
+    auto first = [&](int p) { return n_chunks * p / parts; };
+    std::vector<char> ok(parts, 1);
+    std::vector<std::exception_ptr> errors(parts);
+    auto part = [&](int p) {
+        try {
+            ok[p] = run(first(p), first(p + 1));
+        } catch (...) {
+            errors[p] = std::current_exception();
+        }
+    };
+    std::vector<std::thread> started;
+    int p = 1;
+    try {
+        for (; p < parts; ++p) started.emplace_back(part, p);
+    } catch (...) {
+        // No more threads to be had: the caller's thread takes the parts not started.
     }
-    return true;
+    part(0);
+    for (int q = p; q < parts; ++q) part(q);
+    for (std::thread& t : started) t.join();
+    for (const std::exception_ptr& e : errors)
+        if (e) std::rethrow_exception(e);
+    return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
 }
 
 template <typename T>
@@ -640,7 +674,7 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
 }
 
 #define DP_INSTANTIATE_TRAIN(T)                                                                   \
-    template bool forward<T>(const Model<T>&, const T*, std::int64_t, int, T*, bool);             \
+    template bool forward<T>(const Model<T>&, const T*, std::int64_t, int, T*, bool, int);        \
     template void evaluate<T>(const Model<T>&, const T*, const T*, const T*, std::int64_t, int,   \
                               double*);                                                           \
     template void gradients<T>(const Model<T>&, const T*, const T*, const T*, std::int64_t, int,  \

@@ -74,9 +74,13 @@ using StopCheck = std::function<bool()>;
 // out (n, n_out) = the network's output for X (n, n_in), in chunks of `chunk` rows. With
 // check_finite, each chunk of X is checked for NaN and inf just before its pass (one read of
 // X fewer than a separate check when X fits in cache); the pass stops at the first bad chunk
-// and returns false.
+// and returns false. threads > 1 splits the chunks into that many contiguous runs, one per
+// thread (the caller's plus threads - 1 started here), each with its own workspace; every
+// row's output is the same bits as with one thread. Meant for passes whose products run
+// single-threaded in BLAS, so the threads do not compete with BLAS's own.
 template <typename T>
-bool forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out, bool check_finite = false);
+bool forward(const Model<T>& m, const T* X, std::int64_t n, int chunk, T* out, bool check_finite = false,
+             int threads = 1);
 
 // Adds the loss and metrics over X (n, n_in), Y (n, n_out), w (n, optional) to metrics.
 template <typename T>
