@@ -335,13 +335,13 @@ DP_MULTIVERSION double loss_forward_backward(Loss loss, Act out_act, int rows, i
                              const T* Y, const T* w, T scale, T* dZ, double* metrics) {
     double total = 0.0;
     const bool classify = loss == Loss::cross_entropy;
-    constexpr int kWideOutputs = 64;
-    if (loss == Loss::mse && out_act == Act::identity && !w && dZ && metrics && cols <= kWideOutputs) {
+    constexpr int kOnePassOutputs = 64;
+    if (loss == Loss::mse && out_act == Act::identity && !w && dZ && metrics && cols <= kOnePassOutputs) {
         // The training loop's common case in one pass: per-output squared sums, from which
         // both the loss and the R^2 ingredients follow (the per-row loop below costs 4% of
         // a digits step, 64 rows of 10 outputs).
         // The loss squares the residual rounded to T, the metrics the exact one, as below.
-        double sq[kWideOutputs] = {}, sq_exact[kWideOutputs] = {};
+        double sq[kOnePassOutputs] = {}, sq_exact[kOnePassOutputs] = {};
         for (int i = 0; i < rows; ++i) {
             const std::size_t off = (std::size_t)i * cols;
             for (int j = 0; j < cols; ++j) {
