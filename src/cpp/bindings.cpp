@@ -25,6 +25,7 @@
 #endif
 
 #include "kernels.hpp"
+#include "team.hpp"
 #include "train.hpp"
 
 namespace py = pybind11;
@@ -342,6 +343,14 @@ void ensure_memory(double bytes, const std::string& what,
 
 constexpr double kThreadedProduct = 256.0 * 256 * 256;  // multiply-adds of the largest product
 constexpr double kParallelForwardWork = 1e7;             // multiply-adds of a whole forward pass
+// Below this size of its largest product (multiply-adds), training holds OpenBLAS at one
+// thread and shares products of 2^20 multiply-adds and up among threads of its own, one
+// single-threaded BLAS call per thread (dp::train_epoch). Measured on 2 cores, 2 threads,
+// samples/s with the team / with 2-thread OpenBLAS: [256, 256, 256, 10] batch 64 (largest
+// product 4.2 M; held at one thread before) 238 k / 218 k, mnist-shaped [784, 256, 128, 10]
+// batch 128 (25.7 M) 213 k / 198 k, [784, 512, 512, 10] batch 128 (51 M) 68 k / 77 k, wide
+// (1.07 G) 2.3 k / 2.5 k.
+constexpr double kTeamTrainedProduct = 1 << 25;
 
 std::mutex g_threads_mutex;
 int g_user_threads = -1;  // -1: not read from OpenBLAS yet
@@ -363,14 +372,15 @@ int get_user_threads() {
     return user_threads_locked();
 }
 
-// Holds OpenBLAS at one thread for its lifetime when the pass's products are small.
+// Holds OpenBLAS at one thread for its lifetime when the pass's largest product has fewer
+// than hold_below multiply-adds.
 class SmallProductThreads {
   public:
-    SmallProductThreads(const std::vector<int>& sizes, std::int64_t rows) {
+    SmallProductThreads(const std::vector<int>& sizes, std::int64_t rows, double hold_below = kThreadedProduct) {
         double largest = 0;
         for (std::size_t l = 0; l + 1 < sizes.size(); ++l)
             largest = std::max(largest, double(rows) * sizes[l] * sizes[l + 1]);
-        if (largest >= kThreadedProduct) return;
+        if (largest >= hold_below) return;
         std::lock_guard<std::mutex> lock(g_threads_mutex);
         if (user_threads_locked() <= 1) return;
         if (g_single_scopes++ == 0) scipy_openblas_set_num_threads(1);
@@ -758,12 +768,13 @@ double train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::hand
     dp::StopCheck check = [&poll]() { return poll(); };
     bool stopped = false;
     const double before = metrics[0];
-    SmallProductThreads threads(m.sizes, rows);
+    SmallProductThreads threads(m.sizes, rows, kTeamTrainedProduct);
+    const int team_threads = threads.holds_blas() ? get_user_threads() : 1;
     {
         py::gil_scoped_release nogil;
         // The step count is written back even when Ctrl-C ends the epoch early.
         *step = dp::train_epoch<T>(m, d.X, d.Y, d.w, d.n, perm, batch_size, opt, st, *step, metrics,
-                                   check, &stopped);
+                                   check, &stopped, team_threads);
     }
     if (stopped) throw py::error_already_set();
     return (metrics[0] - before) / double(d.n);
@@ -965,6 +976,8 @@ PYBIND11_MODULE(_core, mod) {
         [](py::handle n) { set_user_threads(to_int(n, "n", 1, 1024)); }, "n"_a,
         "Threads of denseprop's OpenBLAS for large matrix products.");
     mod.def("get_num_threads", &get_user_threads, "Threads of denseprop's OpenBLAS (the user's setting).");
+    mod.def("_team_operations", &dp::team_operations,
+            "Operations that training shared among threads of its own so far (for tests).");
     mod.def("available_memory", &available_memory,
             "Bytes of memory the system can still provide (MemAvailable on Linux); -1 if unknown.");
     mod.def("blas_info", []() {

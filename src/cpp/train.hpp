@@ -99,10 +99,14 @@ void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64
 // number of optimizer steps taken before this epoch; the new count is returned.
 // The loss and metrics of each batch's forward pass are added to metrics.
 // If should_stop returns true the epoch ends after the current step; *stopped is set.
+// threads > 1 shares each batch's large products (split by rows, one single-threaded BLAS
+// call per thread) and the gather of its rows among that many threads, the caller's and
+// threads - 1 started here for the epoch; meant for a BLAS held at one thread meanwhile.
+// Results then match one thread's to rounding.
 template <typename T>
 std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n,
                          const std::int64_t* perm, int batch_size, const OptimizerConfig& opt,
                          const std::vector<T*>& state, std::int64_t step, double* metrics,
-                         const StopCheck& should_stop, bool* stopped);
+                         const StopCheck& should_stop, bool* stopped, int threads = 1);
 
 }  // namespace dp

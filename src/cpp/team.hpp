@@ -1,0 +1,45 @@
+// A small team of threads that run the parts of one operation together: part 0 on the
+// calling thread, parts 1..size()-1 on helpers started by the constructor.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dp {
+
+class TeamThreads {
+  public:
+    // Starts up to parts - 1 helpers; fewer when the system refuses threads (size() tells).
+    explicit TeamThreads(int parts);
+    ~TeamThreads();
+    TeamThreads(const TeamThreads&) = delete;
+    TeamThreads& operator=(const TeamThreads&) = delete;
+
+    int size() const { return 1 + (int)helpers_.size(); }
+    // Runs job(part) for every part in [0, size()) and returns when all have finished;
+    // rethrows the first exception a part threw.
+    void run(const std::function<void(int)>& job);
+
+  private:
+    void helper_loop(int part);
+
+    std::vector<std::thread> helpers_;
+    const std::function<void(int)>* job_ = nullptr;
+    std::vector<std::exception_ptr> errors_;
+    std::atomic<unsigned> generation_{0};
+    std::atomic<int> finished_{0};
+    std::atomic<int> sleepers_{0};
+    std::atomic<bool> quit_{false};
+    std::mutex mutex_;
+    std::condition_variable wake_;
+};
+
+// Operations run by teams in this process so far (for tests: did a team share the work?).
+long team_operations();
+
+}  // namespace dp
