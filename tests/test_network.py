@@ -155,16 +155,18 @@ def _max_rel_diff(a, b):
     return max(float(np.max(np.abs(x - y))) / max(float(np.max(np.abs(y))), 1e-30) for x, y in zip(a, b))
 
 
+@pytest.mark.parametrize("hidden", [160, 400])
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-9), ("float32", 3e-4)])
 @pytest.mark.parametrize("make_opt, weighted, shuffle", [
     (lambda: dp.SGD(0.01), False, True),  # SGD folded into the weight-gradient products
     (lambda: dp.SGD(0.01, momentum=0.9), True, True),
     (lambda: dp.Adam(1e-3), False, False),
 ])
-def test_two_threads_share_large_products_and_match_the_reference(restore_threads, dtype, tol, make_opt,
+def test_two_threads_share_large_products_and_match_the_reference(restore_threads, hidden, dtype, tol, make_opt,
                                                                     weighted, shuffle):
-    """With 2 threads, training splits its products of 2^20 multiply-adds and more by rows
-    between two threads (here 48 x 400 x 160) and shares the gather of each batch's rows.
+    """With 2 threads, training splits its products of 2^20 multiply-adds and more between
+    two threads (here 48 x 400 x hidden: by rows for a 400 x 160 weight matrix, by columns
+    for 400 x 400) and shares the gather of each batch's rows.
     The weights after 3 epochs match the NumPy reference and the same fit on 1 thread to
     rounding; 1,000 rows leave a last batch of 40."""
     X, Y = regression_data(1000, 400, 3, seed=4, dtype=np.dtype(dtype))
@@ -173,12 +175,12 @@ def test_two_threads_share_large_products_and_match_the_reference(restore_thread
     for name, backend, threads in [("ref", "numpy", 1), ("one", "cpp", 1), ("two", "cpp", 2)]:
         dp.set_num_threads(threads)
         before = dp._core._team_operations()
-        net = dp.Network([400, 160, 40, 3], seed=0, dtype=dtype, backend=backend)
+        net = dp.Network([400, hidden, 40, 3], seed=0, dtype=dtype, backend=backend)
         hist = net.fit(X, Y, epochs=3, batch_size=48, optimizer=make_opt(), shuffle=shuffle, sample_weight=w)
         shared = dp._core._team_operations() - before
         fits[name] = (net.weights + net.biases, hist.loss, shared)
     assert fits["one"][2] == 0
-    # Each of the 21 batches of an epoch shares two products (forward 400 -> 160 and its
+    # Each of the 21 batches of an epoch shares two products (forward 400 -> hidden and its
     # weight gradient; no error flows into the input); when shuffled, the first 20 also share
     # their gather (48 x 400 elements; the last batch's 40 x 400 are below 2^14).
     assert fits["two"][2] == 3 * (21 * 2 + (20 if shuffle else 0))
