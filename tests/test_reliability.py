@@ -664,11 +664,23 @@ def test_fit_releases_the_gil(one_blas_thread):
         f"this thread was blocked for {max(gaps):.3f} s while the other trained ({epoch:.3f} s per epoch)")
 
 
-def test_predict_from_many_threads_on_one_network(one_blas_thread):
+@pytest.fixture
+def restore_threads():
+    before = dp.get_num_threads()
+    yield
+    dp.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads, rows", [(1, 300), (2, 4400)])
+def test_predict_from_many_threads_on_one_network(restore_threads, threads, rows):
+    """Four Python threads predict at once. With 2 threads and 4,400+ rows (1e7 multiply-adds
+    and up) each call also wants predict's shared team: one call at a time gets it, the
+    others start threads of their own."""
+    dp.set_num_threads(threads)
     X, y = regression_data(n=512, n_in=32)
     net = dp.Network([32, 64, 4], seed=0)
     net.fit(X, np.repeat(y[:, None], 4, axis=1), epochs=1)
-    inputs = [np.random.default_rng(i).standard_normal((300 + i, 32)).astype(np.float32) for i in range(8)]
+    inputs = [np.random.default_rng(i).standard_normal((rows + i, 32)).astype(np.float32) for i in range(8)]
     expected = [net.predict(x) for x in inputs]
     errors, mismatches = [], []
 
@@ -687,6 +699,36 @@ def test_predict_from_many_threads_on_one_network(one_blas_thread):
     for t in threads:
         t.join()
     assert not errors and not mismatches
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_predict_on_two_threads_in_a_forked_child(restore_threads):
+    """predict's shared team lives on in the parent; a forked child has none of its
+    threads and must start its own instead of waiting for them."""
+    dp.set_num_threads(2)
+    net = dp.Network([32, 64, 4], seed=0)
+    X = np.random.default_rng(0).standard_normal((6000, 32)).astype(np.float32)
+    expected = net.predict(X)  # the shared team now exists
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        try:
+            same = np.array_equal(net.predict(X), expected) and np.array_equal(net.predict(X), expected)
+            os.write(write_end, b"1" if same else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        import select
+        ready, _, _ = select.select([read_end], [], [], 60)
+        answer = os.read(read_end, 1) if ready else b""
+    finally:
+        os.close(read_end)
+        if not answer:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert answer == b"1", "the forked child hung or predicted differently"
+    assert np.array_equal(net.predict(X), expected)
 
 
 @pytest.mark.parametrize("backend", ["cpp", "numpy"])

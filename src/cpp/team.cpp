@@ -2,6 +2,10 @@
 
 #include <algorithm>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
 namespace dp {
 
 namespace {
@@ -17,6 +21,36 @@ std::atomic<long> g_operations{0};
 }  // namespace
 
 long team_operations() { return g_operations.load(std::memory_order_relaxed); }
+
+namespace {
+std::mutex g_shared_mutex;
+// Never deleted at exit: its helpers sleep between calls, and joining threads while the
+// interpreter shuts down is not safe; the process's end takes them.
+TeamThreads* g_shared = nullptr;
+std::once_flag g_fork_handler;
+// A forked child has none of the parent's helpers: it starts a team of its own. If another
+// thread held the mutex at the fork, the child's copy stays locked and the child runs its
+// parts the other way.
+void forget_shared_team() { g_shared = nullptr; }
+}  // namespace
+
+bool run_on_shared_team(int parts, const std::function<void(int)>& job) {
+#if defined(__unix__) || defined(__APPLE__)
+    std::call_once(g_fork_handler, [] { pthread_atfork(nullptr, nullptr, forget_shared_team); });
+#endif
+    std::unique_lock<std::mutex> lock(g_shared_mutex, std::try_to_lock);
+    if (!lock.owns_lock()) return false;
+    if (!g_shared || g_shared->size() != parts) {
+        delete g_shared;
+        g_shared = nullptr;
+        g_shared = new TeamThreads(parts);
+    }
+    const int size = g_shared->size();  // smaller than parts when threads ran out
+    g_shared->run([&](int p) {
+        for (int q = p; q < parts; q += size) job(q);
+    });
+    return true;
+}
 
 TeamThreads::TeamThreads(int parts) {
     errors_.resize(std::max(parts, 1));

@@ -39,6 +39,12 @@ class TeamThreads {
     std::condition_variable wake_;
 };
 
+// Runs job(part) for every part in [0, parts) on a team kept from one call to the next
+// (started on first use, started again when `parts` changes, forgotten in a forked child),
+// so that short passes do not pay for starting threads. Returns false, having run nothing,
+// when another call is using the team; the caller then runs the parts some other way.
+bool run_on_shared_team(int parts, const std::function<void(int)>& job);
+
 // Operations run by teams in this process so far (for tests: did a team share the work?).
 long team_operations();
 
