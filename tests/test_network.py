@@ -190,6 +190,35 @@ def test_two_threads_share_large_products_and_match_the_reference(restore_thread
     assert _max_rel_diff(fits["two"][0], fits["one"][0]) < tol
 
 
+@pytest.mark.parametrize("threads", [2, 3, 5])
+@pytest.mark.parametrize("n_rows", [1000, 1010])
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-9), ("float32", 3e-4)])
+def test_helpers_gathering_the_next_batch_give_the_reference_result(restore_threads, threads, n_rows, dtype, tol):
+    """With a team, the helpers gather the next batch's rows into a second buffer between
+    the step's shared products, and every thread finishes the gather at the next step's
+    start. Here every 40-row batch of 512 inputs is shared (20,480 elements); with 1,010
+    rows the last 10 are not, and are gathered by the calling thread alone. Each epoch
+    draws a new order; a wrong or stale row would move the weights far beyond rounding.
+    Two 2-thread fits are identical, and match the NumPy reference and 1 thread."""
+    X, Y = regression_data(n_rows, 512, 3, seed=7, dtype=np.dtype(dtype))
+    fits = {}
+    for name, backend, t in [("ref", "numpy", 1), ("one", "cpp", 1), ("team", "cpp", threads),
+                             ("again", "cpp", threads)]:
+        dp.set_num_threads(t)
+        before = dp._core._team_operations()
+        net = dp.Network([512, 256, 3], seed=1, dtype=dtype, backend=backend)
+        hist = net.fit(X, Y, epochs=4, batch_size=40, lr=0.01, shuffle=True)
+        fits[name] = (net.weights + net.biases, hist.loss, dp._core._team_operations() - before)
+    # Per batch: the forward product and the weight update (40 x 512 x 256) and the gather.
+    full = n_rows // 40
+    assert fits["team"][2] == 4 * (3 * full + (2 if n_rows % 40 else 0))
+    for a, b in zip(fits["again"][0], fits["team"][0]):
+        np.testing.assert_array_equal(a, b)
+    for name in ("one", "team"):
+        assert _max_rel_diff(fits[name][0], fits["ref"][0]) < tol, name
+        np.testing.assert_allclose(fits[name][1], fits["ref"][1], rtol=tol)
+
+
 def test_epoch_loss_is_the_mean_of_batch_losses_before_each_update():
     X, y = regression_data(10, 2, 1, seed=2, dtype=np.float64)
     net = dp.Network([2, 3, 1], seed=0, dtype="float64")

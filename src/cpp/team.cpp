@@ -103,6 +103,10 @@ void TeamThreads::helper_loop(int part) {
     for (;;) {
         int spins = 0;
         while (generation_.load(std::memory_order_acquire) == seen) {
+            if (IdleWork* idle = idle_.load(std::memory_order_acquire); idle && idle->work_one()) {
+                spins = 0;
+                continue;
+            }
             if (++spins < kSpinsBeforeSleep) {
                 cpu_relax();
                 continue;

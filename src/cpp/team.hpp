@@ -20,7 +20,21 @@ class TeamThreads {
     TeamThreads(const TeamThreads&) = delete;
     TeamThreads& operator=(const TeamThreads&) = delete;
 
+    // Work the helpers take up while they wait between operations: each call does one short
+    // unit (a few microseconds at most, as the next operation waits for it) and returns false
+    // when there is nothing to do.
+    class IdleWork {
+      public:
+        virtual bool work_one() = 0;
+
+      protected:
+        ~IdleWork() = default;
+    };
+
     int size() const { return 1 + (int)helpers_.size(); }
+    // From now on, helpers waiting for an operation call work->work_one() (null: none). The
+    // object must outlive the team or the next run().
+    void set_idle_work(IdleWork* work) { idle_.store(work, std::memory_order_release); }
     // Runs job(part) for every part in [0, size()) and returns when all have finished;
     // rethrows the first exception a part threw.
     void run(const std::function<void(int)>& job);
@@ -35,6 +49,7 @@ class TeamThreads {
     std::atomic<int> finished_{0};
     std::atomic<int> sleepers_{0};
     std::atomic<bool> quit_{false};
+    std::atomic<IdleWork*> idle_{nullptr};
     std::mutex mutex_;
     std::condition_variable wake_;
 };

@@ -4,6 +4,8 @@
 #include "team.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -217,6 +219,48 @@ void gather_rows(const T* src, int cols, const std::int64_t* idx, int rows, T* d
     for (int r = 0; r < rows; ++r)
         std::memcpy(dst + (std::size_t)r * cols, src + (std::size_t)idx[r] * cols, sizeof(T) * cols);
 }
+
+// A row gather that several threads share by claiming one row at a time: the calling
+// thread through claim_all(), a team's helpers as idle work between the operations of a
+// step, so that the next batch's rows arrive while the calling thread runs the step's
+// element-wise passes and small products alone.
+template <typename T>
+class SharedRowGather final : public TeamThreads::IdleWork {
+  public:
+    // Offers rows [0, rows) of dst (rows, cols) = src[idx] for claiming. Every row offered
+    // before must have been copied: call after a team run in which each part claimed all.
+    void offer(const T* src, int cols, const std::int64_t* idx, int rows, T* dst) {
+        src_ = src;
+        cols_ = cols;
+        idx_ = idx;
+        dst_ = dst;
+        // Rows offered in the high half, rows claimed in the low half: one atomic word, so a
+        // claim that succeeds has seen the fields written above.
+        state_.store(std::uint64_t(rows) << 32, std::memory_order_release);
+    }
+    bool work_one() override {
+        std::uint64_t v = state_.load(std::memory_order_acquire);
+        for (;;) {
+            const std::uint32_t next = std::uint32_t(v), rows = std::uint32_t(v >> 32);
+            if (next >= rows) return false;
+            if (state_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+                gather_rows(src_, cols_, idx_ + next, 1, dst_ + std::size_t(next) * cols_);
+                return true;
+            }
+        }
+    }
+    void claim_all() {
+        while (work_one()) {
+        }
+    }
+
+  private:
+    std::atomic<std::uint64_t> state_{0};
+    const T* src_ = nullptr;
+    int cols_ = 0;
+    const std::int64_t* idx_ = nullptr;
+    T* dst_ = nullptr;
+};
 
 // One optimizer step on layer l from its gradients gW (fan_in, fan_out) and gb (fan_out);
 // state holds states_per_param() arrays per parameter, W0, b0, W1, b1, ... in turn.
@@ -666,20 +710,30 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
     }
 
     Workspace<T> ws(m, batch, true);
+    // Gathered batch rows (only when visiting rows out of order); with a team, two buffers
+    // of X rows: the helpers gather the next batch's into one while the step reads the other.
+    // Declared before the team, whose helpers use them until it is gone.
+    std::vector<T> Xb, Xb_next, Yb, wb;
+    SharedRowGather<T> shared_gather;
+    if (perm) {
+        Xb.resize((std::size_t)batch * m.n_in());
+        Yb.resize((std::size_t)batch * m.n_out());
+        if (w) wb.resize(batch);
+    }
     // A team when some product is large enough to share (the team's helpers spin between
     // the operations of a step, so none are started for nothing).
     std::unique_ptr<TeamThreads> team;
     for (int l = 0; l < L && threads > 1 && !team; ++l)
         if (double(batch) * m.sizes[l] * m.sizes[l + 1] >= kTeamProduct) team = std::make_unique<TeamThreads>(threads);
     ws.share_with(team.get());
-
-    // Gathered batch rows (only when visiting rows out of order).
-    std::vector<T> Xb, Yb, wb;
-    if (perm) {
-        Xb.resize((std::size_t)batch * m.n_in());
-        Yb.resize((std::size_t)batch * m.n_out());
-        if (w) wb.resize(batch);
+    auto shares_gather = [&](std::int64_t s) {
+        return perm && team && s < n && double(std::min<std::int64_t>(batch, n - s)) * m.n_in() >= kTeamGather;
+    };
+    if (shares_gather(0)) {
+        Xb_next.resize(Xb.size());
+        team->set_idle_work(&shared_gather);
     }
+    bool next_offered = false;  // the batch at s has been offered to the helpers
     // Plain SGD folds the update into the weight-gradient GEMM (W = beta W - lr X^T dZ) and
     // needs no gradient buffers; the other optimizers keep one gradient per parameter.
     const bool fused_sgd = opt.kind == Opt::sgd && opt.momentum == 0.0;
@@ -699,13 +753,17 @@ std::int64_t train_epoch(const Model<T>& m, const T* X, const T* Y, const T* w, 
         const T *Xc, *Yc, *wc = nullptr;
         if (perm) {
             // Random rows are read at memory latency; two cores fetch them faster than one
-            // (mnist-shaped, 2 threads: 198 k -> 213 k samples/s with the products shared).
-            if (team && double(rows) * m.n_in() >= kTeamGather) {
-                const int parts = team->size();
-                team->run([&](int p) {
-                    const int r0 = rows * p / parts, r1 = rows * (p + 1) / parts;
-                    gather_rows(X, m.n_in(), perm + s + r0, r1 - r0, Xb.data() + (std::size_t)r0 * m.n_in());
-                });
+            // (mnist-shaped, 2 threads: 198 k -> 213 k samples/s with the products shared),
+            // and the helpers start on them while the previous step's element-wise passes
+            // and small products keep only the calling thread busy.
+            if (shares_gather(s)) {
+                if (!next_offered) shared_gather.offer(X, m.n_in(), perm + s, rows, Xb_next.data());
+                team->run([&](int) { shared_gather.claim_all(); });
+                std::swap(Xb, Xb_next);
+                next_offered = shares_gather(s + batch);
+                if (next_offered)
+                    shared_gather.offer(X, m.n_in(), perm + s + batch, (int)std::min<std::int64_t>(batch, n - s - batch),
+                                        Xb_next.data());
             } else {
                 gather_rows(X, m.n_in(), perm + s, rows, Xb.data());
             }
