@@ -294,6 +294,19 @@ def main(argv=None):
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     started = time.time()
     notes = []
+    # Settle where the report goes before measuring anything: a path whose folder is missing or
+    # not writable must fail now, not after half an hour of runs.
+    json_path = args.json
+    if json_path is None:
+        stamp = datetime.datetime.fromtimestamp(started).strftime("%Y%m%d-%H%M%S")
+        json_path = os.path.join(HERE, "results", f"bench-{stamp}{'-quick' if args.quick else ''}.json")
+    json_dir = os.path.dirname(os.path.abspath(json_path))
+    try:
+        os.makedirs(json_dir, exist_ok=True)
+    except OSError as exc:
+        sys.exit(f"cannot create the folder of --json {json_path!r}: {exc}")
+    if not os.access(json_dir, os.W_OK):
+        sys.exit(f"cannot write --json {json_path!r}: folder {json_dir!r} is not writable")
 
     def log(msg):
         print(f"[{time.time() - started:7.1f}s] {msg}", file=sys.stderr, flush=True)
@@ -416,11 +429,7 @@ def main(argv=None):
     }
     text = markdown(report)
     print(text)
-    path = args.json
-    if path is None:
-        os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-        stamp = datetime.datetime.fromtimestamp(started).strftime("%Y%m%d-%H%M%S")
-        path = os.path.join(HERE, "results", f"bench-{stamp}{'-quick' if args.quick else ''}.json")
+    path = json_path
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
     log(f"wrote {path} (total {time.time() - started:.0f} s)")
