@@ -16,21 +16,10 @@
 #include <random>
 #include <vector>
 
+#include "best_time.hpp"
 #include "train.hpp"
 
 using namespace dp;
-
-template <class F>
-double best_us(F f, int reps) {
-    double best = 1e30;
-    for (int t = 0; t < 9; ++t) {
-        const auto a = std::chrono::steady_clock::now();
-        for (int i = 0; i < reps; ++i) f();
-        const auto b = std::chrono::steady_clock::now();
-        best = std::min(best, std::chrono::duration<double>(b - a).count() / reps);
-    }
-    return best * 1e6;
-}
 
 template <class T>
 void transposed_products(std::mt19937& gen) {

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "best_time.hpp"
 #include "cblas.h"
 
 extern "C" void scipy_openblas_set_num_threads(int);
@@ -55,18 +56,6 @@ struct Pool {
         while (done.load(std::memory_order_acquire) != g) __builtin_ia32_pause();
     }
 };
-
-template <class F>
-double best_us(F f, int reps) {
-    double best = 1e30;
-    for (int t = 0; t < 9; ++t) {
-        const auto a = std::chrono::steady_clock::now();
-        for (int i = 0; i < reps; ++i) f();
-        const auto b = std::chrono::steady_clock::now();
-        best = std::min(best, std::chrono::duration<double>(b - a).count() / reps);
-    }
-    return best * 1e6;
-}
 
 int main() {
     std::mt19937 gen(1); std::normal_distribution<float> nd;
