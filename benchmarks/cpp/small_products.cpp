@@ -5,8 +5,8 @@
 //   2. forward-pass chunk sizes for small nets (chunk_rows in train.cpp).
 // Build and run (from the repository root, in an environment with scipy-openblas32):
 //   OB=$(python -c "import scipy_openblas32, os; print(os.path.dirname(scipy_openblas32.__file__))")
-//   g++ -O3 -std=c++17 -ffp-contract=fast -fopenmp-simd -Isrc/cpp -I$OB/include \
-//       benchmarks/cpp/small_products.cpp src/cpp/kernels.cpp src/cpp/train.cpp \
+//   g++ -O3 -std=c++17 -ffp-contract=fast -fopenmp-simd -pthread -Isrc/cpp -I$OB/include \
+//       benchmarks/cpp/small_products.cpp src/cpp/kernels.cpp src/cpp/train.cpp src/cpp/team.cpp \
 //       -L$OB/lib -lscipy_openblas -Wl,-rpath,$OB/lib -o /tmp/small_products
 //   OPENBLAS_NUM_THREADS=1 /tmp/small_products
 // Times are the best of 9 blocks: a ceiling, like the benchmark's GEMM limit.
