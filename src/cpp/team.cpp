@@ -34,7 +34,7 @@ std::once_flag g_fork_handler;
 void forget_shared_team() { g_shared = nullptr; }
 }  // namespace
 
-bool run_on_shared_team(int parts, const std::function<void(int)>& job) {
+bool run_on_shared_team(int parts, TeamJob job) {
 #if defined(__unix__) || defined(__APPLE__)
     std::call_once(g_fork_handler, [] { pthread_atfork(nullptr, nullptr, forget_shared_team); });
 #endif
@@ -71,7 +71,7 @@ TeamThreads::~TeamThreads() {
     for (std::thread& t : helpers_) t.join();
 }
 
-void TeamThreads::run(const std::function<void(int)>& job) {
+void TeamThreads::run(TeamJob job) {
     g_operations.fetch_add(1, std::memory_order_relaxed);
     job_ = &job;
     finished_.store(0, std::memory_order_relaxed);

@@ -5,12 +5,29 @@
 #include <atomic>
 #include <condition_variable>
 #include <exception>
-#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace dp {
+
+// A non-owning reference to a callable job(part), valid while the callable lives (one
+// run()). Unlike std::function it never allocates: a lambda capturing a step's operands by
+// reference outgrows std::function's small buffer, and the team runs several per batch.
+class TeamJob {
+  public:
+    template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, TeamJob>>>
+    TeamJob(F&& f)  // NOLINT: implicit, so that run([&](int p) { ... }) reads naturally
+        : callable_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+          call_([](void* callable, int part) { (*static_cast<std::remove_reference_t<F>*>(callable))(part); }) {}
+    void operator()(int part) const { call_(callable_, part); }
+
+  private:
+    void* callable_;
+    void (*call_)(void*, int);
+};
 
 class TeamThreads {
   public:
@@ -37,13 +54,13 @@ class TeamThreads {
     void set_idle_work(IdleWork* work) { idle_.store(work, std::memory_order_release); }
     // Runs job(part) for every part in [0, size()) and returns when all have finished;
     // rethrows the first exception a part threw.
-    void run(const std::function<void(int)>& job);
+    void run(TeamJob job);
 
   private:
     void helper_loop(int part);
 
     std::vector<std::thread> helpers_;
-    const std::function<void(int)>* job_ = nullptr;
+    const TeamJob* job_ = nullptr;
     std::vector<std::exception_ptr> errors_;
     std::atomic<unsigned> generation_{0};
     std::atomic<int> finished_{0};
@@ -58,7 +75,7 @@ class TeamThreads {
 // (started on first use, started again when `parts` changes, forgotten in a forked child),
 // so that short passes do not pay for starting threads. Returns false, having run nothing,
 // when another call is using the team; the caller then runs the parts some other way.
-bool run_on_shared_team(int parts, const std::function<void(int)>& job);
+bool run_on_shared_team(int parts, TeamJob job);
 
 // Operations run by teams in this process so far (for tests: did a team share the work?).
 long team_operations();
