@@ -1,12 +1,14 @@
 """Property-based fuzzing: no input crashes denseprop, and nothing is corrupted by a rejected call.
 
 Allowed outcomes of any call: a correct result, or a ValueError/TypeError with a message.
-For every ``denseprop._core`` binding, a generated valid call is run unchanged or with exactly
-one argument replaced by something odd (another dtype, 0-d/1-d/3-d, zero-sized, Fortran-order,
-strided, reversed, read-only, misaligned, broadcast, NaN/inf/huge/tiny values, a list, None,
-wrong scalars, aliased outputs ...). The C++ and the NumPy reference get identical, freshly
-built arguments; their outcomes must agree: the same exception category, or results equal to
-rounding (when the inputs are finite and in range).
+
+* The one checker, through the public API: ``Network(...)``, ``fit``, the inference methods,
+  the optimizers and save/load get odd arguments; a rejected call leaves the network as it was.
+* Crash freedom of every ``denseprop._core`` binding: a generated valid call is run unchanged or
+  with exactly one argument replaced by something odd (another dtype, 0-d/1-d/3-d, zero-sized,
+  Fortran-order, strided, reversed, read-only, misaligned, broadcast, NaN/inf/huge/tiny values,
+  a list, None, wrong scalars, aliased outputs ...).
+* Valid calls of every binding give the NumPy reference's results to rounding.
 
 Budgets come from the hypothesis profile in conftest.py (``--slow`` for many more examples).
 """
@@ -289,16 +291,32 @@ def loss_case(draw, backward):
                 **dict(zip(("rtol", "atol"), tolerances(dt, loose=True))))
 
 
+def optimizer_config(kind, lr=0.01, decay=0.0):
+    """A valid OptimizerConfig of an optimizer kind ('momentum' and 'nesterov' are SGD)."""
+    opt = {"sgd": lambda: dp.SGD(lr), "momentum": lambda: dp.SGD(lr, momentum=0.9, weight_decay=decay),
+           "nesterov": lambda: dp.SGD(lr, momentum=0.9, nesterov=True, weight_decay=decay),
+           "adam": lambda: dp.Adam(lr, weight_decay=decay), "adamw": lambda: dp.AdamW(lr, weight_decay=decay)}[kind]()
+    return opt._config(lr)
+
+
+OPTIMIZER_KINDS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+
+
 @st.composite
-def sgd_step_case(draw):
+def optimizer_update_case(draw):
     dt, seed = draw(st.sampled_from(FLOATS)), draw(seeds)
     shape = draw(st.sampled_from([(0,), (3,), (2, 3), (0, 4), (1, 1)]))
-    lr = draw(st.sampled_from([0.1, 1, 0.0, -0.5, 1e-3]))
+    kind = draw(st.sampled_from(OPTIMIZER_KINDS))
+    step = draw(st.integers(1, 4))
+    decay = draw(st.sampled_from([0.0, 0.01]))
 
     def build():
         rng = np.random.default_rng(seed)
-        return [rand(rng, shape, dt), rand(rng, shape, dt), lr]
-    return Case("sgd_step", ["param", "grad", "lr"], build, outputs=("param",), scalars={"lr": "float"},
+        c = optimizer_config(kind, 0.1)
+        state = [rand(rng, shape, dt) ** 2 for _ in range(c.states())]
+        return [c, rand(rng, shape, dt), rand(rng, shape, dt), state, step, decay]
+    return Case("optimizer_update", ["config", "param", "grad", "state", "step", "decay"], build,
+                outputs=("param", "state"), scalars={"config": "config", "step": "int", "decay": "float"},
                 **dict(zip(("rtol", "atol"), tolerances(dt))))
 
 
@@ -374,16 +392,10 @@ def train_epoch_case(draw):
     dt, sizes, acts, loss, n = draw(network_parts())
     seed, weighted, shuffled = draw(seeds), draw(st.booleans()), draw(st.booleans())
     batch = draw(st.integers(1, n + 2))
-    opt = draw(st.sampled_from(["sgd", "momentum", "nesterov", "adam"]))
+    kind = draw(st.sampled_from(OPTIMIZER_KINDS))
     decay = draw(st.sampled_from([0.0, 0.01]))
     step = draw(st.integers(0, 5))
-    options = {"lr": 0.01, "weight_decay": decay}
-    if opt in ("momentum", "nesterov"):
-        options.update(momentum=0.9, nesterov=opt == "nesterov")
-    if opt == "adam":
-        options.update(beta1=0.9, beta2=0.999, eps=1e-8)
-    name = "adam" if opt == "adam" else "sgd"
-    k = R.states_per_param(name, options)
+    k = optimizer_config(kind).states()
 
     def build():
         rng = np.random.default_rng(seed)
@@ -393,16 +405,16 @@ def train_epoch_case(draw):
         w = np.ascontiguousarray(rng.uniform(0, 2, n), dtype=dt) if weighted else None
         perm = rng.permutation(n).astype(np.int64) if shuffled else None
         state = [np.zeros_like(p) for p in params for _ in range(k)]
-        return [X, Y, params, list(acts), loss, batch, perm, w, name, dict(options), state,
+        return [X, Y, params, list(acts), loss, batch, perm, w, optimizer_config(kind, 0.01, decay), state,
                 np.array([step], np.int64), np.zeros(2 + sizes[-1])]
     # Adam's update lr * m / (sqrt(v) + eps) is sign-like for tiny gradients: compare loosely.
     rtol, atol = tolerances(dt, loose=True)
-    if opt == "adam":
+    if kind.startswith("adam"):
         atol = 5e-3 if dt == np.float32 else 1e-6
     return Case("train_epoch", ["X", "Y", "params", "activations", "loss", "batch_size", "perm",
-                                "sample_weight", "optimizer", "options", "state", "step", "metrics"], build,
+                                "sample_weight", "optimizer", "state", "step", "metrics"], build,
                 outputs=("params", "state", "step", "metrics"),
-                scalars={"loss": "str", "batch_size": "int", "optimizer": "str", "options": "options"},
+                scalars={"loss": "str", "batch_size": "int", "optimizer": "config"},
                 rtol=rtol, atol=atol)
 
 
@@ -417,7 +429,8 @@ def shuffled_order_case(draw):
 CASES = {
     "gemm": gemm_case(), "dense_forward": dense_forward_case(), "dense_backward": dense_backward_case(),
     "activation_forward": activation_forward_case(), "activation_backward": activation_backward_case(),
-    "loss_forward": loss_case(False), "loss_backward": loss_case(True), "sgd_step": sgd_step_case(),
+    "loss_forward": loss_case(False), "loss_backward": loss_case(True),
+    "optimizer_update": optimizer_update_case(),
     "forward": forward_case(), "evaluate": evaluate_case(), "gradients": gradients_case(),
     "train_epoch": train_epoch_case(), "shuffled_order": shuffled_order_case(),
 }
@@ -426,12 +439,13 @@ CASES = {
 # --------------------------------------------------------------------------------------
 # Perturbing one argument of a case
 
-ODD_OPTIONS = (
-    {"lr": 0.0}, {"lr": -1.0}, {"lr": float("nan")}, {"lr": float("inf")}, {"lr": "0.1"}, {"lr": True},
-    {"lr": None}, {"lr": 10**400}, {"momentum": 1.0}, {"momentum": -0.1}, {"nesterov": 1},
-    {"nesterov": True}, {"beta1": 1.0}, {"beta2": -0.5}, {"eps": 0.0}, {"eps": -1e-8},
-    {"weight_decay": -1.0}, {"bogus": 1.0}, {1: 0.1}, {"lr": np.float64(0.1)}, {"lr": 1e300},
+# Semantically odd but memory-safe hyper-parameters: _core may take them (the checker refuses
+# them before a Network calls a backend), but must not crash.
+ODD_CONFIG_FIELDS = (
+    ("lr", 0.0), ("lr", -1.0), ("lr", float("nan")), ("lr", float("inf")), ("momentum", 1.0), ("momentum", -0.1),
+    ("beta1", 1.0), ("beta2", -0.5), ("eps", 0.0), ("eps", -1e-8), ("weight_decay", -1.0), ("lr", 1e300),
 )
+ODD_CONFIGS = (None, "sgd", {"lr": 0.1}, 0.1, [], object())
 
 
 @st.composite
@@ -444,12 +458,16 @@ def perturbed(draw, case):
     name, value = case.argnames[index], proto[index]
     kind = case.scalars.get(name)
     comparable = True
-    if kind == "options":
-        extra = draw(st.sampled_from(ODD_OPTIONS + ("nonlist",)))
-        if extra == "nonlist":
-            odd = draw(st.sampled_from([None, [], "lr", 0.1]))
+    if kind == "config":
+        if draw(st.booleans()):
+            odd = draw(st.sampled_from(ODD_CONFIGS))
             return f"{name} = {odd!r}", _replace(case.build, index, lambda v: odd), True
-        return f"{name} updated with {extra!r}", _replace(case.build, index, lambda v: {**v, **extra}), True
+        field, value = draw(st.sampled_from(ODD_CONFIG_FIELDS))
+
+        def f(c, field=field, value=value):
+            setattr(c, field, value)
+            return c
+        return f"{name}.{field} = {value!r}", _replace(case.build, index, f), False
     if kind is not None:
         pool = {"bool": ODD_INTS + ("yes", 0.0), "float": ODD_FLOATS, "int": ODD_INTS,
                 "str": ODD_STRINGS}[kind]
@@ -583,23 +601,13 @@ def check_case(case, desc, build, comparable, parity=True):
     if not parity:
         return c
     r = call(getattr(R, case.name), build())
-    if c[0] == "error" or r[0] == "error":
-        assert c[0] == r[0] == "error", (
-            f"{case.name} with {desc}: C++ {'raised ' + repr(c[1]) if c[0] == 'error' else 'succeeded'}, "
-            f"the reference {'raised ' + repr(r[1]) if r[0] == 'error' else 'succeeded'}")
-        assert category(c[1]) == category(r[1]), (
-            f"{case.name} with {desc}: C++ raised {c[1]!r}, the reference {r[1]!r}")
-        return c
+    assert c[0] == r[0] == "ok", f"{case.name}: C++ {c[0]} {c[1]!r}, the reference {r[0]} {r[1]!r}"
     if comparable:
         close(c[1], r[1], case.rtol, case.atol, f"{case.name} result")
         for name in case.outputs:
             i = case.argnames.index(name)
             close(c[2][i], r[2][i], case.rtol, case.atol, f"{case.name} {name}")
     return c
-
-
-# Perturbations where the C++ is stricter than NumPy needs to be, by design.
-NO_PARITY = ("misaligned",)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -610,18 +618,6 @@ def test_core_binding_never_crashes(name, data):
     case = data.draw(CASES[name])
     desc, build, _ = data.draw(perturbed(case))
     check_case(case, desc, build, False, parity=False)
-
-
-@pytest.mark.parametrize("name", list(CASES))
-@examples(1.0)
-@hypothesis.given(data=st.data())
-def test_core_binding_matches_reference(name, data):
-    """Valid calls agree with the reference to rounding; one bad argument raises the same
-    exception category in both."""
-    case = data.draw(CASES[name])
-    desc, build, comparable = data.draw(perturbed(case))
-    hypothesis.assume(not any(k in desc for k in NO_PARITY))
-    check_case(case, desc, build, comparable)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -650,10 +646,31 @@ def test_set_num_threads(restore_threads, n):
     c = call(C.set_num_threads, [n])
     if c[0] == "ok":
         assert C.get_num_threads() == n
-    r = call(R.set_num_threads, [n])
-    assert c[0] == r[0], f"set_num_threads({n!r}): C++ {c[0]} {c[1]!r}, reference {r[0]} {r[1]!r}"
-    if c[0] == "error":
-        assert category(c[1]) == category(r[1]), f"set_num_threads({n!r}): C++ {c[1]!r}, reference {r[1]!r}"
+
+
+@examples(3.0)
+@hypothesis.given(kind=st.sampled_from(("SGD", "Adam", "AdamW")), data=st.data())
+def test_optimizer_constructors(kind, data):
+    """The checker's hyper-parameter rules: an optimizer is built from valid values only, and
+    what it builds is taken by the backend."""
+    names = {"SGD": ("lr", "momentum", "nesterov", "weight_decay"),
+             "Adam": ("lr", "beta1", "beta2", "eps", "weight_decay"),
+             "AdamW": ("lr", "beta1", "beta2", "eps", "weight_decay")}[kind]
+    kw = {}
+    for name in names:
+        if data.draw(st.booleans()):
+            kw[name] = data.draw(st.sampled_from(ODD_FLOATS + (0.9, 1e-3)))
+    note(f"{kind}({kw})")
+    try:
+        opt = getattr(dp, kind)(**kw)
+    except Exception as err:  # noqa: BLE001 - the check is which
+        rejected(err)
+        return
+    c = opt._config(opt.lr)
+    assert math.isfinite(c.lr) and c.lr > 0 and c.weight_decay >= 0
+    p = np.ones(3)
+    C.optimizer_update(c, p, np.ones(3), [np.zeros(3) for _ in range(c.states())], 1, c.weight_decay)
+    assert np.isfinite(p).all()
 
 
 # --------------------------------------------------------------------------------------
@@ -717,7 +734,7 @@ def network_kwargs(draw):
     if draw(st.booleans()):
         kw["output_activation"] = draw(st.sampled_from(ACTS + ("Softmax", None, 1)))
     if draw(st.booleans()):
-        kw["loss"] = draw(st.sampled_from(R.LOSSES + ("MSE", "nll", None, 0)))
+        kw["loss"] = draw(st.sampled_from(tuple(R.LOSSES) + ("MSE", "nll", None, 0)))
     if draw(st.booleans()):
         kw["dtype"] = draw(st.sampled_from(("float32", "float64", np.float32, np.float64, "float16", "int32",
                                             "complex64", object, "f8", ">f4", 5, "x", "float32 ")))
@@ -1046,61 +1063,60 @@ def _misaligned_X(rows=3, cols=2):
     return X
 
 
+def _sgd():
+    return dp.SGD()._config(0.01)
+
+
 PINNED_BINDING_CALLS = {
-    # an int too large for a double: a RuntimeError "Unable to cast" escapes the C++
-    "sgd_step lr 10**400": lambda m: m.sgd_step(np.zeros(3, f32), np.zeros(3, f32), 10**400),
-    "train_epoch options lr 10**400": lambda m: m.train_epoch(_x(), _x(), _p(), ["identity"],
-                                                              options={"lr": 10**400}),
-    "train_epoch options momentum 10**400": lambda m: m.train_epoch(_x(), _x(), _p(), ["identity"],
-                                                                    options={"momentum": -(10**400)}),
-    "gemm alpha 10**400": lambda m: m.gemm(np.zeros((1, 1), f32), np.zeros((1, 1), f32), np.zeros((1, 1), f32),
-                                           alpha=10**400),
-    "set_num_threads 10**30": lambda m: m.set_num_threads(10**30),
+    # an int too large for a double: a RuntimeError "Unable to cast" escaped the C++ once
+    "optimizer_update decay 10**400": lambda: C.optimizer_update(_sgd(), np.zeros(3, f32), np.zeros(3, f32), [], 1,
+                                                                 10**400),
+    "gemm alpha 10**400": lambda: C.gemm(np.zeros((1, 1), f32), np.zeros((1, 1), f32), np.zeros((1, 1), f32),
+                                         alpha=10**400),
+    "set_num_threads 10**30": lambda: C.set_num_threads(10**30),
+    "set_num_threads bool": lambda: C.set_num_threads(True),
+    "set_num_threads float": lambda: C.set_num_threads(2.0),
+    "set_num_threads 2**31": lambda: C.set_num_threads(2**31),
+    "optimizer_update param is grad": lambda: (lambda a: C.optimizer_update(_sgd(), a, a, [], 1, 0.0))(
+        np.zeros(3, f32)),
+    "forward out is X": lambda: (lambda a: C.forward(a, _p(), ["identity"], a))(np.zeros((1, 1), f32)),
+    "gradients grads too short": lambda: C.gradients(_x(), _x(), _p(), ["identity"], "mse", None, _p()[:1]),
+    "train_epoch options dict": lambda: C.train_epoch(_x(), _x(), _p(), ["identity"], "mse", 2, None, None,
+                                                      {"lr": 0.1}, [], None, None),
+    "gemm trans_a str": lambda: C.gemm(np.zeros((2, 3), f32), np.zeros((2, 3), f32), np.zeros((3, 3), f32),
+                                       trans_a="no"),
+    "OptimizerConfig kind 3": lambda: C.OptimizerConfig(3),
 }
 
 
-@pytest.mark.parametrize("backend", ["cpp", "numpy"])
 @pytest.mark.parametrize("call", list(PINNED_BINDING_CALLS))
-def test_pinned_binding_calls_raise_value_or_type_error(restore_threads, call, backend):
-    module = C if backend == "cpp" else R
+def test_pinned_binding_calls_raise_value_or_type_error(restore_threads, call):
     with pytest.raises((ValueError, TypeError)) as info:
-        PINNED_BINDING_CALLS[call](module)
+        PINNED_BINDING_CALLS[call]()
     assert type(info.value) in (ValueError, TypeError), f"{type(info.value).__name__}: {info.value}"
     assert str(info.value).strip()
 
 
-PINNED_PARITY = {
-    "sgd_step lr NaN": lambda m: m.sgd_step(np.zeros(3, f32), np.zeros(3, f32), float("nan")),
-    "sgd_step param is grad": lambda m: (lambda a: m.sgd_step(a, a, 0.1))(np.zeros(3, f32)),
-    "forward out is X": lambda m: (lambda a: m.forward(a, _p(), ["identity"], a))(np.zeros((1, 1), f32)),
-    "gradients grads as tuple": lambda m: m.gradients(_x(), _x(), _p(), ["identity"], grads=tuple(_p())),
-    "train_epoch batch_size int64": lambda m: m.train_epoch(_x(), _x(), _p(), ["identity"],
-                                                            batch_size=np.int64(2)),
-    "train_epoch options key int": lambda m: m.train_epoch(_x(), _x(), _p(), ["identity"], options={1: 0.1}),
-    "gemm trans_a str": lambda m: m.gemm(np.zeros((2, 3), f32), np.zeros((2, 3), f32), np.zeros((3, 3), f32),
-                                         trans_a="no"),
-    "activation_forward softmax 0 columns": lambda m: m.activation_forward("softmax", np.zeros((3, 0), f32)),
-    "loss_forward softmax 0 columns": lambda m: m.loss_forward("cross_entropy", "softmax", np.zeros((3, 0), f32),
-                                                               np.zeros((3, 0), f32), np.zeros((3, 0), f32)),
-    "set_num_threads bool": lambda m: m.set_num_threads(True),
-    "set_num_threads float": lambda m: m.set_num_threads(2.0),
-    "set_num_threads 2**31": lambda m: m.set_num_threads(2**31),
+PINNED_ODD_BUT_SAFE = {
+    "train_epoch batch_size int64": lambda: C.train_epoch(_x(), _x(), _p(), ["identity"], "mse", np.int64(2), None,
+                                                          None, _sgd(), [], None, None),
+    "activation_forward softmax 0 columns": lambda: C.activation_forward("softmax", np.zeros((3, 0), f32)),
+    "loss_forward softmax 0 columns": lambda: C.loss_forward("cross_entropy", "softmax", np.zeros((3, 0), f32),
+                                                             np.zeros((3, 0), f32), np.zeros((3, 0), f32)),
+    "loss_forward cross_entropy identity": lambda: C.loss_forward("cross_entropy", "identity", _x(), _x(), _x()),
+    "forward softmax hidden": lambda: C.forward(_x(), _p() + _p(), ["softmax", "identity"], np.zeros((2, 1), f32)),
 }
 
 
-@pytest.mark.parametrize("call", list(PINNED_PARITY))
-def test_pinned_reference_parity(restore_threads, call):
-    """The reference is the executable specification: same outcome category as the C++."""
-    outcomes = []
-    for module in (C, R):
-        try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                PINNED_PARITY[call](module)
-            outcomes.append("ok")
-        except (ValueError, TypeError) as err:
-            outcomes.append(category(err))
-    assert outcomes[0] == outcomes[1], f"{call}: C++ {outcomes[0]}, reference {outcomes[1]}"
+@pytest.mark.parametrize("call", list(PINNED_ODD_BUT_SAFE))
+def test_pinned_odd_core_calls_do_not_crash(restore_threads, call):
+    """Calls the checker would refuse: the backend may answer or refuse, but never crash."""
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            PINNED_ODD_BUT_SAFE[call]()
+    except (ValueError, TypeError) as err:
+        assert str(err).strip()
 
 
 PINNED_HYPER = {
@@ -1143,8 +1159,14 @@ def test_misaligned_input_is_converted_like_any_other_layout(backend, method):
     y = np.ones(3)
     args = (X,) if method == "predict" else (X, y)
     kwargs = {"epochs": 1} if method == "fit" else {}
+    twin = dp.Network([2, 1], seed=0, backend=backend)
     result = getattr(net, method)(*args, **kwargs)
-    expected = getattr(dp.Network([2, 1], seed=0, backend=backend), method)(
-        *((np.ascontiguousarray(X.copy()),) + args[1:]), **kwargs)
-    if method in ("predict", "evaluate"):
-        np.testing.assert_array_equal(result, expected)
+    expected = getattr(twin, method)(*((np.ascontiguousarray(X.copy()),) + args[1:]), **kwargs)
+    if method == "fit":
+        assert result.loss == expected.loss
+        result, expected = net.weights + net.biases, twin.weights + twin.biases
+    elif method == "gradients":
+        result, expected = result[0] + result[1], expected[0] + expected[1]
+    for a, b in zip(result if isinstance(result, list) else [result],
+                    expected if isinstance(expected, list) else [expected]):
+        np.testing.assert_array_equal(a, b)

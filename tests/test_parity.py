@@ -72,8 +72,8 @@ def test_one_train_epoch(dtype, layers, batch, n):
         params = [p.copy() for p in net._params()]
         metrics = np.zeros(2 + layers[-1])
         step = np.array([3], np.int64)
-        mean = backend.train_epoch(X, Y, params, net.activations, "mse", batch, perm, None, "sgd",
-                                   {"lr": 0.05}, [], step, metrics)
+        mean = backend.train_epoch(X, Y, params, net.activations, "mse", batch, perm, None,
+                                   dp.SGD(0.05)._config(0.05), [], step, metrics)
         assert mean == pytest.approx(metrics[0] / n, rel=1e-15)
         results.append((params, metrics, step[0], mean))
     (pa, ma, sa, la), (pb, mb, sb, lb) = results
@@ -101,6 +101,9 @@ OPTIMIZERS = [
     lambda: dp.SGD(lr=0.02, momentum=0.8, nesterov=True, weight_decay=1e-3),
     lambda: dp.Adam(lr=0.01),
     lambda: dp.Adam(lr=0.005, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.01),
+    lambda: dp.AdamW(lr=0.01),
+    lambda: dp.AdamW(lr=0.005, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1,
+                     schedule=dp.StepDecay(1, 0.5)),
 ]
 
 MODELS = [
@@ -110,6 +113,7 @@ MODELS = [
     dict(activation=["tanh", "sigmoid"], output_activation="softmax", loss="cross_entropy"),
     dict(activation="relu", output_activation="sigmoid", loss="cross_entropy"),
     dict(activation="identity", output_activation="tanh", loss="mse"),
+    dict(activation=["silu", "silu"], output_activation="silu", loss="mse"),
 ]
 
 
@@ -187,3 +191,45 @@ def test_unrolled_path_with_linear_hidden_layer(dtype, layers, weighted):
     for net in (a, b):
         net.fit(X, Y, epochs=4, batch_size=1, sample_weight=w, optimizer=dp.SGD(0.02, weight_decay=0.01))
     assert max_rel_err(a.weights + a.biases, b.weights + b.biases) < FIT_TOL[dtype]
+
+
+OBJECTIVES = [
+    dict(output_scale=1 / 3, by_weight_sum=False, decay_by_batch=False),
+    dict(output_scale=1.0, by_weight_sum=True, decay_by_batch=True),
+    dict(output_scale=1 / 3, by_weight_sum=True, decay_by_batch=True),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("layers,batch", [([5, 12, 9, 3], 10), ([2, 4, 3], 1), ([2, 4, 3], 7), ([6, 80, 3], 16)])
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_objective_normalisation(dtype, objective, layers, batch, kind):
+    """A batch's loss divided by its weight sum, a mean over outputs too, weight decay divided by
+    the same denominator: both backends, on the batched and the row-wise loops. A batch whose
+    weights are all zero takes no step."""
+    rng = np.random.default_rng(7)
+    n = 60
+    X = rng.standard_normal((n, layers[0])).astype(dtype)
+    Y = rng.standard_normal((n, layers[-1])).astype(dtype)
+    w = rng.uniform(0, 2, n).astype(dtype)
+    w[:batch] = 0  # the first batch in order weighs nothing
+    net = dp.Network(layers, dtype=dtype.__name__, seed=1)
+    opt = (dp.SGD(0.05, momentum=0.5, weight_decay=0.3) if kind == "sgd" else dp.Adam(0.01, weight_decay=0.3))
+    obj = _core.Objective()
+    for key, value in objective.items():
+        setattr(obj, key, value)
+    results = []
+    for backend in (_core, reference):
+        params = [p.copy() for p in net._params()]
+        state = [np.zeros_like(p) for p in params for _ in range(opt.states_per_param())]
+        metrics, step = np.zeros(2 + layers[-1]), np.zeros(1, np.int64)
+        for _ in range(3):
+            backend.train_epoch(X, Y, params, net.activations, "mse", batch, None, w, opt._config(opt.lr), state,
+                                step, metrics, obj)
+        results.append((params, metrics, int(step[0])))
+    (pa, ma, sa), (pb, mb, sb) = results
+    batches = -(-n // batch)
+    assert sa == sb == 3 * (batches - (1 if objective["by_weight_sum"] else 0))
+    assert max_rel_err(pa, pb) < FIT_TOL[dtype]
+    assert rel_err(ma, mb) < FIT_TOL[dtype]

@@ -210,7 +210,7 @@ def test_ctrl_c_in_the_middle_of_a_numpy_step_keeps_the_last_completed_step(monk
     """The reference updates the layers one after the other; a Ctrl-C arriving between two of
     them must not leave a half-applied step (the docs promise the weights of the last completed
     step): the step finishes, then KeyboardInterrupt is raised."""
-    real = dp.reference._update
+    real = dp.reference.OPTIMIZERS["adam"]
     calls = []
 
     def update(*args, **kwargs):
@@ -222,7 +222,7 @@ def test_ctrl_c_in_the_middle_of_a_numpy_step_keeps_the_last_completed_step(monk
     kwargs = dict(layers=[8, 16, 1], seed=4, backend="numpy")
     net = dp.Network(**kwargs)
     opt = dp.Adam(lr=1e-3)
-    monkeypatch.setattr(dp.reference, "_update", update)
+    monkeypatch.setitem(dp.reference.OPTIMIZERS, "adam", update)
     with pytest.raises(KeyboardInterrupt):
         net.fit(X, y, epochs=5, batch_size=32, optimizer=opt)
     monkeypatch.undo()
@@ -802,7 +802,8 @@ def test_sizes_beyond_32_bit_blas_raise_value_error():
         "activation_backward": lambda: _core.activation_backward("relu", tall, tall, tall),
         "loss_forward": lambda: _core.loss_forward("mse", "identity", tall, tall, tall),
         "loss_backward": lambda: _core.loss_backward("mse", "identity", wide, wide, wide),
-        "sgd_step": lambda: _core.sgd_step(np.zeros((2**31, 0), f32), tall, 0.1),
+        "optimizer_update": lambda: _core.optimizer_update(dp.SGD()._config(0.1), np.zeros((2**31, 0), f32), tall,
+                                                           [], 1, 0.0),
         "forward": lambda: _core.forward(tall, [np.zeros((1, 1), f32), np.zeros(1, f32)], ["relu"],
                                          np.zeros((0, 1), f32)),
     }

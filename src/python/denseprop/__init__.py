@@ -21,6 +21,7 @@ from ._network import Network  # noqa: E402
 from .optimizers import (  # noqa: E402
     SGD,
     Adam,
+    AdamW,
     Constant,
     EarlyStopping,
     InverseScaling,
@@ -44,7 +45,7 @@ def get_num_threads() -> int:
 
 
 __all__ = [
-    "Network", "History", "DivergenceError", "SGD", "Adam", "Constant", "InverseScaling",
+    "Network", "History", "DivergenceError", "SGD", "Adam", "AdamW", "Constant", "InverseScaling",
     "StepDecay", "ReduceOnPlateau", "EarlyStopping", "set_num_threads", "get_num_threads",
     "reference", "__version__",
 ]

@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 
 from . import __version__
-from .optimizers import OPTIMIZERS, SCHEDULES
+from .optimizers import Optimizer, Schedule
 
 FORMAT = "denseprop"
 FORMAT_VERSION = 1
@@ -180,7 +180,7 @@ def _build(cls, meta, arrays, backend):
     net._rng.bit_generator.state = rng_state
 
     o = meta["optimizer"]
-    opt_cls, sched_cls = OPTIMIZERS.get(o["class"]), SCHEDULES.get(o["schedule"]["class"])
+    opt_cls, sched_cls = Optimizer.registry.get(o["class"]), Schedule.registry.get(o["schedule"]["class"])
     if opt_cls is None or sched_cls is None:
         raise _Damaged(f"unknown optimizer {o['class']!r} or schedule {o['schedule']['class']!r}")
     schedule = sched_cls(**o["schedule"]["config"])

@@ -8,66 +8,11 @@ import time
 
 import numpy as np
 
-from . import _core, reference
+from . import _checks, _core, reference
 from ._history import DivergenceError, History
-from .optimizers import SGD, Adam, EarlyStopping, Optimizer, _float, _int
+from .optimizers import SGD, EarlyStopping, Optimizer
 
 BACKENDS = {"cpp": _core, "numpy": reference}
-ACTIVATIONS = tuple(reference.ACTIVATIONS)
-HIDDEN_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a != "softmax")
-LOSSES = reference.LOSSES
-DTYPES = {"float32": np.float32, "float64": np.float64}
-INITS = ("he", "glorot")
-_INT_MAX = 2**31 - 1
-_FINITE_CHUNK = 1 << 20
-
-
-def _choice(value, name, choices):
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, one of {', '.join(choices)}; got {type(value).__name__}")
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-    return value
-
-
-def _check_finite(a, name):
-    """Raises ValueError if a holds NaN or inf; works in chunks, so no n-sized temporary."""
-    flat = a.reshape(-1)
-    for s in range(0, flat.size, _FINITE_CHUNK):
-        if not np.isfinite(flat[s:s + _FINITE_CHUNK]).all():
-            raise ValueError(f"{name} contains NaN or inf (after conversion to {a.dtype}); "
-                             f"remove or impute those values")
-
-
-def _ensure_memory(nbytes, what, fix):
-    """MemoryError up front when nbytes cannot fit: under Linux overcommit a large allocation
-    can succeed and the process still be killed when the memory is first touched."""
-    if nbytes < 256 * 2**20:
-        return
-    available = _core.available_memory()
-    if 0 <= available < nbytes:
-        raise MemoryError(f"{what} needs about {nbytes / 2**20:,.0f} MiB but only "
-                          f"{available / 2**20:,.0f} MiB of memory is available; {fix}")
-
-
-def _contiguous(arr, dtype):
-    """arr as a C-contiguous, aligned, native array of dtype; the array itself when it is one."""
-    with np.errstate(over="ignore"):  # values beyond the dtype become inf, reported next
-        return np.require(arr, dtype=dtype, requirements=["C_CONTIGUOUS", "ALIGNED"])
-
-
-def _as_numeric(x, name):
-    """x as an ndarray of a bool, integer or float dtype (no copy when it already is one)."""
-    if isinstance(x, np.ndarray):
-        arr = x
-    else:
-        try:
-            arr = np.asarray(x)
-        except (ValueError, TypeError) as err:
-            raise TypeError(f"{name} must be an array-like of numbers: {err}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} has dtype {arr.dtype}; expected numbers (bool, integer or float)")
-    return arr
 
 
 class Network:
@@ -79,7 +24,7 @@ class Network:
         Widths ``[n_in, h1, ..., n_out]``, at least two positive integers.
     activation : str or list of str
         Hidden activation, one for all hidden layers or one per hidden layer:
-        relu, leaky_relu, elu, gelu, sigmoid, tanh, softplus, identity.
+        relu, leaky_relu, elu, gelu, sigmoid, tanh, softplus, silu, identity.
     output_activation : str
         Activation of the output layer (the above, or softmax with cross_entropy).
     loss : str
@@ -105,38 +50,21 @@ class Network:
 
     def __init__(self, layers, activation="relu", output_activation="identity", loss="mse",
                  dtype="float32", seed=None, backend="cpp", init="he", bias_init=0.1):
-        self.layers = self._check_layers(layers)
-        n_hidden = len(self.layers) - 2
-        if isinstance(activation, (list, tuple)):
-            if len(activation) != n_hidden:
-                raise ValueError(f"activation lists one name per hidden layer: expected {n_hidden}, "
-                                 f"got {len(activation)}")
-            hidden = [_choice(a, "activation", HIDDEN_ACTIVATIONS) for a in activation]
-        else:
-            hidden = [_choice(activation, "activation", HIDDEN_ACTIVATIONS)] * n_hidden
+        self.layers = _checks.layers(layers)
+        hidden = _checks.hidden_activations(activation, len(self.layers) - 2)
         self.activation = list(activation) if isinstance(activation, (list, tuple)) else activation
-        self.output_activation = _choice(output_activation, "output_activation", ACTIVATIONS)
-        self.loss = _choice(loss, "loss", LOSSES)
-        self._check_output(self.loss, self.output_activation, self.layers[-1])
+        self.output_activation = _checks.choice(output_activation, "output_activation", _checks.ACTIVATIONS)
+        self.loss = _checks.choice(loss, "loss", _checks.LOSSES)
+        _checks.output(self.loss, self.output_activation, self.layers[-1])
         self.activations = hidden + [self.output_activation]
-        if isinstance(dtype, str):
-            _choice(dtype, "dtype", tuple(DTYPES))
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype}")
-        if seed is not None:
-            seed = _int(seed, "seed", 0)
-        self.seed = seed
+        self.dtype = _checks.dtype(dtype)
+        self.seed = None if seed is None else _checks.integer(seed, "seed", 0)
         self.backend = backend
-        bias_init = _float(bias_init, "bias_init")
+        bias_init = _checks.real(bias_init, "bias_init")
         with np.errstate(over="ignore"):
-            fits = np.isfinite(self.dtype.type(bias_init))
-        if not fits:
-            raise ValueError(f"bias_init={bias_init} does not fit in {self.dtype.name}")
-        self._rng = np.random.default_rng(seed)
+            if not np.isfinite(self.dtype.type(bias_init)):
+                raise ValueError(f"bias_init={bias_init} does not fit in {self.dtype.name}")
+        self._rng = np.random.default_rng(self.seed)
         self.init = init if isinstance(init, str) else "user"
         self.weights, self.biases = self._initial_parameters(init, bias_init)
         self.optimizer: Optimizer = SGD(lr=0.01)
@@ -145,49 +73,27 @@ class Network:
 
     # ---------------------------------------------------------------- construction
 
-    @staticmethod
-    def _check_layers(layers):
-        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
-            raise TypeError(f"layers must be a list of ints such as [4, 16, 1], got {type(layers).__name__}")
-        layers = list(layers)
-        if len(layers) < 2:
-            raise ValueError(f"layers needs at least an input and an output width, got {layers}")
-        for w in layers:
-            if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)):
-                raise TypeError(f"layers must hold ints, got {w!r} in {layers}")
-            if not 1 <= w <= _INT_MAX:
-                raise ValueError(f"every layer width must be in [1, {_INT_MAX}], got {w} in {layers}")
-        return [int(w) for w in layers]
-
-    @staticmethod
-    def _check_output(loss, out_act, n_out):
-        if loss == "cross_entropy" and out_act not in ("softmax", "sigmoid"):
-            raise ValueError("loss='cross_entropy' needs output_activation='softmax' (classes) or "
-                             f"'sigmoid' (binary/multi-label), got {out_act!r}")
-        if out_act == "softmax" and loss != "cross_entropy":
-            raise ValueError("output_activation='softmax' needs loss='cross_entropy'")
-        if out_act == "softmax" and n_out < 2:
-            raise ValueError("a softmax output needs at least 2 outputs; use 'sigmoid' for one")
-
     def _initial_parameters(self, init, bias_init):
         pairs = list(zip(self.layers[:-1], self.layers[1:]))
         n_params = sum(fi * fo + fo for fi, fo in pairs)
         largest = max(fi * fo for fi, fo in pairs)
         # The parameters, plus the float64 draw of the largest layer before it is cast.
-        _ensure_memory(n_params * self.dtype.itemsize + 8 * largest, f"a network with layers {self.layers}",
-                       "use narrower layers")
+        _checks.ensure_memory(n_params * self.dtype.itemsize + 8 * largest,
+                              f"a network with layers {self.layers}", "use narrower layers")
         if isinstance(init, str):
-            _choice(init, "init", INITS)
-            weights = []
-            for fan_in, fan_out in pairs:
-                if init == "he":
-                    w = self._rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
-                else:
-                    bound = math.sqrt(6.0 / (fan_in + fan_out))
-                    w = self._rng.uniform(-bound, bound, (fan_in, fan_out))
-                weights.append(np.ascontiguousarray(w, dtype=self.dtype))
-            biases = [np.full(fan_out, bias_init, dtype=self.dtype) for _, fan_out in pairs]
+            _checks.choice(init, "init", _checks.INITS)
+            weights = [np.ascontiguousarray(self._draw(init, fi, fo), dtype=self.dtype) for fi, fo in pairs]
+            biases = [np.full(fo, bias_init, dtype=self.dtype) for _, fo in pairs]
             return weights, biases
+        return self._given_parameters(init, bias_init, pairs)
+
+    def _draw(self, init, fan_in, fan_out):
+        if init == "he":
+            return self._rng.standard_normal((fan_in, fan_out)) * math.sqrt(2.0 / fan_in)
+        bound = math.sqrt(6.0 / (fan_in + fan_out))
+        return self._rng.uniform(-bound, bound, (fan_in, fan_out))
+
+    def _given_parameters(self, init, bias_init, pairs):
         if isinstance(init, dict):
             w_in, b_in = init.get("weights"), init.get("biases")
         elif isinstance(init, (list, tuple)) and len(init) == 2:
@@ -201,20 +107,17 @@ class Network:
             raise ValueError(f"init needs {len(pairs)} bias arrays (or None for bias_init)")
         weights, biases = [], []
         for l, (fan_in, fan_out) in enumerate(pairs):
-            w = np.array(_as_numeric(w_in[l], f"init weights[{l}]"), dtype=self.dtype, order="C")
-            if w.shape != (fan_in, fan_out):
-                raise ValueError(f"init weights[{l}] must have shape ({fan_in}, {fan_out}), got {w.shape}")
-            _check_finite(w, f"init weights[{l}]")
-            if b_in is None:
-                b = np.full(fan_out, bias_init, dtype=self.dtype)
-            else:
-                b = np.array(_as_numeric(b_in[l], f"init biases[{l}]"), dtype=self.dtype, order="C")
-                if b.shape != (fan_out,):
-                    raise ValueError(f"init biases[{l}] must have shape ({fan_out},), got {b.shape}")
-                _check_finite(b, f"init biases[{l}]")
-            weights.append(w)
-            biases.append(b)
+            weights.append(self._given(w_in[l], f"init weights[{l}]", (fan_in, fan_out)))
+            biases.append(np.full(fan_out, bias_init, dtype=self.dtype) if b_in is None
+                          else self._given(b_in[l], f"init biases[{l}]", (fan_out,)))
         return weights, biases
+
+    def _given(self, value, name, shape):
+        arr = np.array(_checks.as_numeric(value, name), dtype=self.dtype, order="C")
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+        _checks.finite(arr, name)
+        return arr
 
     # ---------------------------------------------------------------- properties
 
@@ -225,7 +128,7 @@ class Network:
 
     @backend.setter
     def backend(self, name):
-        self._backend_name = _choice(name, "backend", tuple(BACKENDS))
+        self._backend_name = _checks.choice(name, "backend", _checks.BACKENDS)
         self._backend = BACKENDS[name]
 
     @property
@@ -238,6 +141,8 @@ class Network:
 
     def _params(self):
         """The flat [W0, b0, W1, b1, ...] list the backends take, checked against the layout."""
+        if len(self.weights) != len(self.layers) - 1 or len(self.biases) != len(self.layers) - 1:
+            raise ValueError("net.weights and net.biases must each hold one array per layer")
         params = []
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             for arr, name, shape in ((w, f"weights[{l}]", (self.layers[l], self.layers[l + 1])),
@@ -248,8 +153,6 @@ class Network:
                                      f"C-contiguous {self.dtype} array of shape {shape}; "
                                      f"write into it instead (net.{name}[...] = values)")
                 params.append(arr)
-        if len(params) != 2 * (len(self.layers) - 1):
-            raise ValueError("net.weights and net.biases must each hold one array per layer")
         return params
 
     def __repr__(self):
@@ -257,69 +160,18 @@ class Network:
                 f"output_activation={self.output_activation!r}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend!r})")
 
-    # ---------------------------------------------------------------- data conversion
+    # ---------------------------------------------------------------- data
 
     def _X(self, X, name="X", check_finite=True):
-        """X as a C-contiguous array of the network's dtype, (n, n_in), finite (unless the
-        caller leaves that to the backend), n >= 1. No copy when X already is one."""
-        arr = _as_numeric(X, name)
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, {self.n_in}), got shape {arr.shape}")
-        if arr.shape[1] != self.n_in:
-            raise ValueError(f"{name} has {arr.shape[1]} features but the network expects {self.n_in}")
-        if arr.shape[0] == 0:
-            raise ValueError(f"{name} is empty (0 rows); pass at least one sample")
-        arr = _contiguous(arr, self.dtype)
-        if check_finite:
-            _check_finite(arr, name)
-        return arr
+        return _checks.features(X, self.n_in, self.dtype, name, check_finite)
 
     def _Y(self, y, n, name="y"):
-        """Targets as (n, n_out) in the network's dtype; class labels become one-hot rows."""
-        arr = _as_numeric(y, name)
-        n_out = self.n_out
-        classify = self.loss == "cross_entropy"
-        if arr.ndim == 1 and classify and self.output_activation == "softmax":
-            if arr.dtype.kind not in "iu":
-                raise ValueError(f"{name}: 1-D class labels must be integers in [0, {n_out}), got dtype "
-                                 f"{arr.dtype}; pass one-hot rows as a 2-D array instead")
-            if arr.shape[0] != n:
-                raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n}")
-            if arr.size and (arr.min() < 0 or arr.max() >= n_out):
-                raise ValueError(f"{name}: class labels must be in [0, {n_out}), got values from "
-                                 f"{arr.min()} to {arr.max()}")
-            onehot = np.zeros((n, n_out), dtype=self.dtype)
-            onehot[np.arange(n), arr] = 1
-            return onehot
-        if arr.ndim == 1:
-            if n_out != 1:
-                raise ValueError(f"{name} is 1-D but the network has {n_out} outputs; pass shape "
-                                 f"({n}, {n_out})" + (" or integer class labels" if classify else ""))
-            arr = arr.reshape(-1, 1)
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be 2-D (n_samples, {n_out}) or 1-D, got shape {arr.shape}")
-        if arr.shape[0] != n:
-            raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n}")
-        if arr.shape[1] != n_out:
-            raise ValueError(f"{name} has {arr.shape[1]} outputs but the network has {n_out}")
-        arr = _contiguous(arr, self.dtype)
-        _check_finite(arr, name)
-        if classify and (arr.min() < 0 or arr.max() > 1):
-            raise ValueError(f"{name}: cross-entropy targets must lie in [0, 1] (one-hot, soft or 0/1 "
-                             f"labels), got values from {arr.min()} to {arr.max()}")
-        return arr
+        return _checks.targets(y, n, self.n_out, self.loss, self.output_activation, self.dtype, name)
 
-    def _weights(self, w, n):
-        if w is None:
-            return None
-        arr = _as_numeric(w, "sample_weight")
-        if arr.ndim != 1 or arr.shape[0] != n:
-            raise ValueError(f"sample_weight must be 1-D with one weight per row ({n}), got shape {arr.shape}")
-        arr = _contiguous(arr, self.dtype)
-        _check_finite(arr, "sample_weight")
-        if (arr < 0).any():
-            raise ValueError("sample_weight must be non-negative")
-        return arr
+    def _data(self, X, y, sample_weight):
+        """(X, Y, w) checked and converted for a pass over labelled rows."""
+        X = self._X(X)
+        return X, self._Y(y, X.shape[0]), _checks.sample_weights(sample_weight, X.shape[0], self.dtype)
 
     # ---------------------------------------------------------------- concurrency
 
@@ -349,7 +201,8 @@ class Network:
         self._check_idle("predict")
         X = self._X(X, check_finite=False)  # the backend checks it chunk by chunk inside its pass
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
-        self._backend.forward(X, self._params(), self.activations, out, True)
+        if not self._backend.forward(X, self._params(), self.activations, out, True):
+            raise _checks.non_finite("X", self.dtype)
         return out
 
     forward = predict
@@ -379,42 +232,22 @@ class Network:
     def evaluate(self, X, y, sample_weight=None):
         """The loss over all of X as a float: ``(1/n) sum_i w_i loss_i``."""
         self._check_idle("evaluate")
-        X = self._X(X)
-        Y = self._Y(y, X.shape[0])
-        w = self._weights(sample_weight, X.shape[0])
+        X, Y, w = self._data(X, y, sample_weight)
         return float(self._metrics(X, Y, w)[0] / X.shape[0])
 
     def score(self, X, y, sample_weight=None):
         """Accuracy for cross-entropy networks, R^2 (averaged over outputs) otherwise."""
         self._check_idle("score")
-        X = self._X(X)
-        Y = self._Y(y, X.shape[0])
-        w = self._weights(sample_weight, X.shape[0])
-        return self._score(self._metrics(X, Y, w), Y, w)
-
-    def _score(self, metrics, Y, w, sst=None, total_w=None):
-        """Accuracy or mean R^2 from evaluate's metrics; sst and total_w (the sum of the
-        weights) are worked out from Y and w unless given."""
-        if self.loss == "cross_entropy":
-            if total_w is None:
-                total_w = float(Y.shape[0] if w is None else w.sum(dtype=np.float64))
-            return float(metrics[1] / total_w) if total_w > 0 else 0.0
-        if sst is None:
-            sst = _total_sum_of_squares(Y, w)
-        if len(sst) <= 16:  # Python floats beat NumPy's per-call overhead for a few outputs
-            r2 = [1.0 - e / t if t > 0 else float(e == 0) for e, t in zip(metrics[2:].tolist(), sst.tolist())]
-            return sum(r2) / len(r2)
-        sse = metrics[2:]
-        r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.where(sse == 0, 1.0, 0.0))
-        return float(r2.mean())
+        X, Y, w = self._data(X, y, sample_weight)
+        return _Scorer(self, Y, w).score(self._metrics(X, Y, w))
 
     def gradients(self, X, y, sample_weight=None):
         """(list of dW, list of db): gradients of ``evaluate(X, y)`` for every layer."""
         self._check_idle("compute gradients")
-        X = self._X(X)
-        Y = self._Y(y, X.shape[0])
-        w = self._weights(sample_weight, X.shape[0])
-        grads = self._backend.gradients(X, Y, self._params(), self.activations, self.loss, w)
+        X, Y, w = self._data(X, y, sample_weight)
+        params = self._params()
+        grads = [np.empty_like(p) for p in params]
+        self._backend.gradients(X, Y, params, self.activations, self.loss, w, grads)
         return grads[0::2], grads[1::2]
 
     # ---------------------------------------------------------------- training
@@ -423,10 +256,11 @@ class Network:
         if lr is not None and optimizer is not None:
             raise TypeError("pass either lr (a fresh SGD at that rate) or optimizer, not both")
         if lr is not None:
-            return SGD(lr=_float(lr, "lr", 0.0, None, low_open=True))
+            return SGD(lr=_checks.real(lr, "lr", 0.0, None, low_open=True))
         if optimizer is not None:
             if not isinstance(optimizer, Optimizer):
-                raise TypeError(f"optimizer must be dp.SGD(...) or dp.Adam(...), got {type(optimizer).__name__}")
+                raise TypeError(f"optimizer must be a denseprop optimizer such as dp.SGD(...) or dp.Adam(...), "
+                                f"got {type(optimizer).__name__}")
             return optimizer
         return self.optimizer
 
@@ -450,146 +284,45 @@ class Network:
         NaN or infinite loss or weight, fit raises dp.DivergenceError and the network keeps
         the weights of the last finite epoch.
         """
-        epochs = _int(epochs, "epochs", 0)
-        batch_size = _int(batch_size, "batch_size", 1)
-        if batch_size > _INT_MAX:
-            raise ValueError(f"batch_size must be at most {_INT_MAX}, got {batch_size}")
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be a bool, got {type(shuffle).__name__}")
-        opt = self._resolve_optimizer(lr, optimizer)
-        if early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-            raise TypeError("early_stopping must be dp.EarlyStopping(...) or None")
-        callbacks = [callbacks] if callable(callbacks) else list(callbacks)
-        for cb in callbacks:
-            if not callable(cb):
-                raise TypeError(f"callbacks must be callables f(record), got {type(cb).__name__}")
-        if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)) or verbose < 0:
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        validation_split = _float(validation_split, "validation_split", 0.0, 1.0)
+        epochs = _checks.integer(epochs, "epochs", 0)
+        run = _Run(batch_size=_checks.batch_size(batch_size), shuffle=_checks.boolean(shuffle, "shuffle"),
+                   optimizer=self._resolve_optimizer(lr, optimizer),
+                   early_stopping=_early_stopping(early_stopping), callbacks=_callbacks(callbacks),
+                   verbose=_verbose(verbose))
+        data = self._fit_data(X, y, sample_weight, validation_data, validation_split)
+        state = run.optimizer.states_per_param() if run.optimizer._owner is not self else 0
+        # The optimizer's state, the per-epoch snapshot and the best weights.
+        _checks.ensure_memory(self.dtype.itemsize * sum(p.size for p in self._params()) * (state + 2),
+                              "training", "use a smaller batch_size or narrower layers")
+        self._claim("fit")
+        try:
+            run.optimizer._attach(self, self._params())
+            self.optimizer = run.optimizer
+            return _Trainer(self, run, data).train(epochs)
+        finally:
+            self._release()
+
+    def _fit_data(self, X, y, sample_weight, validation_data, validation_split):
+        """The training rows and the validation rows (or None) of a fit, checked."""
+        validation_split = _checks.real(validation_split, "validation_split", 0.0, 1.0)
         if validation_data is not None and validation_split:
             raise ValueError("pass validation_data or validation_split, not both")
-
-        X = self._X(X)
-        Y = self._Y(y, X.shape[0])
-        w = self._weights(sample_weight, X.shape[0])
-        Xv = Yv = wv = None
+        X, Y, w = self._data(X, y, sample_weight)
         if validation_split:
             cut = int(X.shape[0] * (1.0 - validation_split))
             if cut < 1 or cut >= X.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves no rows for training or "
                                  f"validation out of {X.shape[0]}")
-            X, Xv, Y, Yv = X[:cut], X[cut:], Y[:cut], Y[cut:]
-            if w is not None:
-                w, wv = w[:cut], w[cut:]
-        elif validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise TypeError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
-            Xv = self._X(validation_data[0], "validation X")
-            Yv = self._Y(validation_data[1], Xv.shape[0], "validation y")
-            if len(validation_data) == 3:
-                wv = self._weights(validation_data[2], Xv.shape[0])
-        params = self._params()
-        n_params = sum(p.size for p in params)
-        widths = sum(self.layers[1:])
-        rows = min(batch_size, X.shape[0])
-        state = opt.states_per_param() if opt._owner is not self else 0
-        # Optimizer state, the per-epoch snapshot, best weights and the batch workspace.
-        _ensure_memory(self.dtype.itemsize * (n_params * (state + 3) + rows * (4 * widths + self.n_in)),
-                       "training", "use a smaller batch_size or narrower layers")
-
-        self._claim("fit")
-        try:
-            opt._attach(self, params)
-            self.optimizer = opt
-            return self._train(X, Y, w, Xv, Yv, wv, epochs, batch_size, shuffle, opt,
-                               early_stopping, callbacks, int(verbose))
-        finally:
-            self._release()
-
-    def _train(self, X, Y, w, Xv, Yv, wv, epochs, batch_size, shuffle, opt, early_stopping,
-               callbacks, verbose):
-        history = History()
-        n = X.shape[0]
-        params = self._params()
-        classify = self.loss == "cross_entropy"
-        sst = None if classify else _total_sum_of_squares(Y, w)
-        sst_val = None if classify or Xv is None else _total_sum_of_squares(Yv, wv)
-        total_w = float(n if w is None else w.sum(dtype=np.float64))
-        # The last finite epoch's parameters and optimizer state, to restore on divergence.
-        saved = [np.empty_like(a) for a in params + opt.state]
-        best = None
-        best_loss, waited = math.inf, 0
-        progress = _Progress(epochs, verbose)
-        first_epoch = opt.epochs
-        perm = np.empty(n, dtype=np.int64) if shuffle else None
-        try:
-            for epoch in range(epochs):
-                start = time.perf_counter()
-                lr = opt.current_lr()
-                for dst, src in zip(saved, params + opt.state):
-                    np.copyto(dst, src)
-                saved_step = opt.step
-                if shuffle:  # one draw per epoch seeds the backend's own, faster shuffle
-                    self._backend.shuffled_order(self._rng.integers(0, 2**64, dtype=np.uint64), perm)
-                metrics = np.zeros(2 + self.n_out)
-                step = np.array([opt.step], dtype=np.int64)
-                try:
-                    self._backend.train_epoch(X, Y, params, self.activations, self.loss, batch_size, perm, w,
-                                              opt.name, opt.options(lr), opt.state, step, metrics)
-                finally:  # also after Ctrl-C: the steps that completed count
-                    opt.step = int(step[0])
-                loss = float(metrics[0] / n)
-                record = {"epoch": first_epoch + epoch, "loss": loss}
-                if not math.isfinite(loss) or not all(_all_finite(p) for p in params):
-                    for dst, src in zip(params + opt.state, saved):
-                        np.copyto(dst, src)
-                    opt.step = saved_step
-                    raise DivergenceError(
-                        f"training diverged in epoch {epoch} (loss {loss}): the loss or a weight became "
-                        f"NaN or infinite. Lower the learning rate (it was {lr:g}), scale the inputs "
-                        f"(e.g. to zero mean and unit variance) or clip extreme targets; the network "
-                        f"keeps the weights of the last finite epoch.", epoch, history)
-                if classify:
-                    record["accuracy"] = self._score(metrics, Y, w, total_w=total_w)
-                else:
-                    record["r2"] = self._score(metrics, Y, w, sst)
-                if Xv is not None:
-                    vm = self._metrics(Xv, Yv, wv)
-                    record["val_loss"] = float(vm[0] / Xv.shape[0])
-                    key = "val_accuracy" if classify else "val_r2"
-                    record[key] = self._score(vm, Yv, wv, sst_val)
-                record["time"] = time.perf_counter() - start
-                record["lr"] = lr
-                history.append(record)
-                progress.update(record)
-
-                monitored = record.get("val_loss", loss)
-                opt.epochs += 1
-                opt.schedule.step(monitored)
-                stop = False
-                for cb in callbacks:
-                    answer = cb(dict(record))
-                    if answer is True or (isinstance(answer, np.bool_) and answer):
-                        stop = True
-                if early_stopping is not None:
-                    if monitored < best_loss - early_stopping.min_delta:
-                        best_loss, waited = monitored, 0
-                        history.best_epoch = record["epoch"]
-                        if early_stopping.restore_best:
-                            best = [p.copy() for p in params]
-                    else:
-                        waited += 1
-                        if waited > early_stopping.patience:
-                            history.stopped_early = stop = True
-                if stop:
-                    break
-            if early_stopping is not None and early_stopping.restore_best and best is not None \
-                    and history.best_epoch != history.epoch[-1]:
-                for dst, src in zip(params, best):
-                    np.copyto(dst, src)
-        finally:
-            progress.close()
-        return history
+            wv = None if w is None else w[cut:]
+            return (X[:cut], Y[:cut], None if w is None else w[:cut]), (X[cut:], Y[cut:], wv)
+        if validation_data is None:
+            return (X, Y, w), None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
+        Xv = self._X(validation_data[0], "validation X")
+        Yv = self._Y(validation_data[1], Xv.shape[0], "validation y")
+        wv = _checks.sample_weights(validation_data[2], Xv.shape[0], self.dtype) if len(validation_data) == 3 else None
+        return (X, Y, w), (Xv, Yv, wv)
 
     # ---------------------------------------------------------------- persistence
 
@@ -605,6 +338,178 @@ class Network:
         """Reads a network written by save; ``backend`` overrides the saved one."""
         from ._io import load_network
         return load_network(cls, path, backend)
+
+
+# -------------------------------------------------------------------- fit's arguments
+
+class _Run:
+    """The settings of one fit, checked."""
+
+    def __init__(self, **settings):
+        self.__dict__.update(settings)
+
+
+def _early_stopping(value):
+    if value is not None and not isinstance(value, EarlyStopping):
+        raise TypeError("early_stopping must be dp.EarlyStopping(...) or None")
+    return value
+
+
+def _callbacks(value):
+    callbacks = [value] if callable(value) else list(value)
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables f(record), got {type(cb).__name__}")
+    return callbacks
+
+
+def _verbose(value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"verbose must be 0, 1 or 2, got {value!r}")
+    return int(value)
+
+
+# -------------------------------------------------------------------- the epoch loop
+
+class _Trainer:
+    """The epochs of one fit: each runs the backend's train_epoch, then records, validates,
+    steps the schedule and asks whether to stop."""
+
+    def __init__(self, net, run, data):
+        self.net, self.run, self.opt = net, run, run.optimizer
+        (self.X, self.Y, self.w), self.validation = data
+        self.params = net._params()
+        self.history = History()
+        self.scorer = _Scorer(net, self.Y, self.w)
+        self.val_scorer = None if self.validation is None else _Scorer(net, *self.validation[1:])
+        self.perm = np.empty(self.X.shape[0], dtype=np.int64) if run.shuffle else None
+        # The last finite epoch's parameters and optimizer state, to restore on divergence.
+        self.saved = [np.empty_like(a) for a in self.params + self.opt.state]
+        self.stopper = _Stopper(run.early_stopping, self.params)
+
+    def train(self, epochs):
+        progress = _Progress(epochs, self.run.verbose)
+        first = self.opt.epochs
+        try:
+            for epoch in range(epochs):
+                record = self.epoch(epoch, first + epoch)
+                progress.update(record)
+                if self.should_stop(record):
+                    break
+            self.stopper.restore(self.params, self.history)
+        finally:
+            progress.close()
+        return self.history
+
+    def epoch(self, epoch, number):
+        """One epoch: train, check for divergence, measure; returns its record."""
+        start = time.perf_counter()
+        lr = self.opt.current_lr()
+        for dst, src in zip(self.saved, self.params + self.opt.state):
+            np.copyto(dst, src)
+        saved_step = self.opt.step
+        metrics = self.train_epoch(lr)
+        loss = float(metrics[0] / self.X.shape[0])
+        if not math.isfinite(loss) or not all(_all_finite(p) for p in self.params):
+            self.restore_last_finite(saved_step)
+            raise DivergenceError(
+                f"training diverged in epoch {epoch} (loss {loss}): the loss or a weight became "
+                f"NaN or infinite. Lower the learning rate (it was {lr:g}), scale the inputs "
+                f"(e.g. to zero mean and unit variance) or clip extreme targets; the network "
+                f"keeps the weights of the last finite epoch.", epoch, self.history)
+        record = {"epoch": number, "loss": loss, self.scorer.name: self.scorer.score(metrics)}
+        if self.validation is not None:
+            vm = self.net._metrics(*self.validation)
+            record["val_loss"] = float(vm[0] / self.validation[0].shape[0])
+            record["val_" + self.val_scorer.name] = self.val_scorer.score(vm)
+        record["time"] = time.perf_counter() - start
+        record["lr"] = lr
+        self.history.append(record)
+        return record
+
+    def train_epoch(self, lr):
+        """The backend's epoch at rate lr; returns its metrics."""
+        net, opt = self.net, self.opt
+        if self.perm is not None:  # one draw per epoch seeds the backend's own, faster shuffle
+            net._backend.shuffled_order(net._rng.integers(0, 2**64, dtype=np.uint64), self.perm)
+        metrics = np.zeros(2 + net.n_out)
+        step = np.array([opt.step], dtype=np.int64)
+        try:
+            net._backend.train_epoch(self.X, self.Y, self.params, net.activations, net.loss, self.run.batch_size,
+                                     self.perm, self.w, opt._config(lr), opt.state, step, metrics)
+        finally:  # also after Ctrl-C: the steps that completed count
+            opt.step = int(step[0])
+        return metrics
+
+    def restore_last_finite(self, saved_step):
+        for dst, src in zip(self.params + self.opt.state, self.saved):
+            np.copyto(dst, src)
+        self.opt.step = saved_step
+
+    def should_stop(self, record):
+        """Steps the schedule, runs the callbacks and early stopping; True ends training."""
+        monitored = record.get("val_loss", record["loss"])
+        self.opt.epochs += 1
+        self.opt.schedule.step(monitored)
+        stop = False
+        for cb in self.run.callbacks:
+            answer = cb(dict(record))
+            if answer is True or (isinstance(answer, np.bool_) and answer):
+                stop = True
+        return self.stopper.update(monitored, record, self.history) or stop
+
+
+class _Stopper:
+    """Early stopping: the best watched loss, the epochs waited since, the best weights."""
+
+    def __init__(self, rule, params):
+        self.rule, self.params = rule, params
+        self.best_loss, self.waited, self.best = math.inf, 0, None
+
+    def update(self, monitored, record, history):
+        """True when the rule says stop; the rule is scikit-learn's n_iter_no_change count."""
+        if self.rule is None:
+            return False
+        if monitored < self.best_loss - self.rule.min_delta:
+            self.best_loss, self.waited = monitored, 0
+            history.best_epoch = record["epoch"]
+            if self.rule.restore_best:
+                self.best = [p.copy() for p in self.params]
+            return False
+        self.waited += 1
+        if self.waited > self.rule.patience:
+            history.stopped_early = True
+            return True
+        return False
+
+    def restore(self, params, history):
+        if self.rule is not None and self.rule.restore_best and self.best is not None \
+                and history.best_epoch != history.epoch[-1]:
+            for dst, src in zip(params, self.best):
+                np.copyto(dst, src)
+
+
+class _Scorer:
+    """Accuracy (cross-entropy) or R^2 averaged over outputs from the metrics of a pass over
+    fixed rows Y with weights w, whose totals it works out once."""
+
+    def __init__(self, net, Y, w):
+        self.classify = net.loss == "cross_entropy"
+        self.name = "accuracy" if self.classify else "r2"
+        if self.classify:
+            self.total_w = float(Y.shape[0] if w is None else w.sum(dtype=np.float64))
+        else:
+            self.sst = _total_sum_of_squares(Y, w)
+
+    def score(self, metrics):
+        if self.classify:
+            return float(metrics[1] / self.total_w) if self.total_w > 0 else 0.0
+        sse, sst = metrics[2:], self.sst
+        if len(sst) <= 16:  # Python floats beat NumPy's per-call overhead for a few outputs
+            r2 = [1.0 - e / t if t > 0 else float(e == 0) for e, t in zip(sse.tolist(), sst.tolist())]
+            return sum(r2) / len(r2)
+        r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.where(sse == 0, 1.0, 0.0))
+        return float(r2.mean())
 
 
 def _all_finite(a):
@@ -667,4 +572,4 @@ class _Progress:
             self.bar.close()
 
 
-__all__ = ["Network", "Adam", "SGD"]
+__all__ = ["Network"]

@@ -1,9 +1,10 @@
 """Optimizers, learning-rate schedules and early stopping.
 
-The optimizer objects only hold hyper-parameters and state arrays; the update itself runs
-in the backend's ``train_epoch`` (C++ or NumPy), inside the epoch loop. Definitions follow
-PyTorch's ``torch.optim.SGD`` and ``torch.optim.Adam`` (weight decay is added to the
-gradient of the weights, never the biases).
+The optimizer objects only hold hyper-parameters and state arrays; the update itself runs in
+the backend's ``train_epoch`` (C++ or NumPy), inside the epoch loop, as the row named by the
+optimizer's ``kind`` in the backend's optimizer table. Definitions follow PyTorch's
+``torch.optim.SGD``, ``Adam`` and ``AdamW``; weight decay applies to the weights, never the
+biases.
 """
 
 from __future__ import annotations
@@ -12,29 +13,8 @@ import math
 
 import numpy as np
 
-
-def _float(value, name, low=None, high=None, low_open=False, high_open=True):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    try:
-        value = float(value)
-    except OverflowError:
-        raise ValueError(f"{name} must be a finite number, got {value}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if low is not None and (value < low or (low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value}")
-    if high is not None and (value > high or (high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value}")
-    return value
-
-
-def _int(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
+from . import _core
+from ._checks import boolean, integer, real
 
 
 # --------------------------------------------------------------------------------------
@@ -43,6 +23,12 @@ def _int(value, name, low):
 class Schedule:
     """Base class: ``lr(base_lr)`` is the rate for the coming epoch; ``step(monitored)``
     is called after each epoch with the watched loss (val_loss, else loss)."""
+
+    registry: dict[str, type[Schedule]] = {}  # class name -> class, for model files
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Schedule.registry[cls.__name__] = cls
 
     def lr(self, base_lr):
         raise NotImplementedError
@@ -59,7 +45,7 @@ class Schedule:
         if not isinstance(state, dict) or set(state) != set(expected):
             raise ValueError(f"a {type(self).__name__} state needs the keys {sorted(expected)}")
         for key, value in state.items():
-            setattr(self, key, _int(value, f"schedule state {key!r}", 0))
+            setattr(self, key, integer(value, f"schedule state {key!r}", 0))
 
     def get_config(self):
         raise NotImplementedError
@@ -86,7 +72,7 @@ class InverseScaling(Schedule):
     """
 
     def __init__(self, power_t=0.5):
-        self.power_t = _float(power_t, "power_t", 0.0, None)
+        self.power_t = real(power_t, "power_t", 0.0, None)
         self.epochs = 0
 
     def lr(self, base_lr):
@@ -106,8 +92,8 @@ class StepDecay(Schedule):
     """lr = base_lr * gamma ** (epoch // step_size), as PyTorch's StepLR."""
 
     def __init__(self, step_size, gamma=0.1):
-        self.step_size = _int(step_size, "step_size", 1)
-        self.gamma = _float(gamma, "gamma", 0.0, None, low_open=True)
+        self.step_size = integer(step_size, "step_size", 1)
+        self.gamma = real(gamma, "gamma", 0.0, None, low_open=True)
         self.epochs = 0
 
     def lr(self, base_lr):
@@ -132,10 +118,10 @@ class ReduceOnPlateau(Schedule):
     """
 
     def __init__(self, factor=0.1, patience=10, threshold=1e-4, min_lr=0.0):
-        self.factor = _float(factor, "factor", 0.0, 1.0, low_open=True)
-        self.patience = _int(patience, "patience", 0)
-        self.threshold = _float(threshold, "threshold", 0.0, None)
-        self.min_lr = _float(min_lr, "min_lr", 0.0, None)
+        self.factor = real(factor, "factor", 0.0, 1.0, low_open=True)
+        self.patience = integer(patience, "patience", 0)
+        self.threshold = real(threshold, "threshold", 0.0, None)
+        self.min_lr = real(min_lr, "min_lr", 0.0, None)
         self.scale = 1.0
         self.best = math.inf
         self.bad_epochs = 0
@@ -162,17 +148,14 @@ class ReduceOnPlateau(Schedule):
     def set_state(self, state):
         if not isinstance(state, dict) or set(state) != {"scale", "best", "bad_epochs"}:
             raise ValueError("a ReduceOnPlateau state needs the keys best, bad_epochs and scale")
-        self.scale = _float(state["scale"], "schedule state 'scale'", 0.0, 1.0, low_open=True, high_open=False)
-        self.best = math.inf if state["best"] is None else _float(state["best"], "schedule state 'best'")
-        self.bad_epochs = _int(state["bad_epochs"], "schedule state 'bad_epochs'", 0)
+        self.scale = real(state["scale"], "schedule state 'scale'", 0.0, 1.0, low_open=True, high_open=False)
+        self.best = math.inf if state["best"] is None else real(state["best"], "schedule state 'best'")
+        self.bad_epochs = integer(state["bad_epochs"], "schedule state 'bad_epochs'", 0)
 
     def get_config(self):
         return {"factor": self.factor, "patience": self.patience, "threshold": self.threshold,
                 "min_lr": self.min_lr}
 
-
-SCHEDULES = {"Constant": Constant, "InverseScaling": InverseScaling, "StepDecay": StepDecay,
-             "ReduceOnPlateau": ReduceOnPlateau}
 
 
 # --------------------------------------------------------------------------------------
@@ -180,13 +163,24 @@ SCHEDULES = {"Constant": Constant, "InverseScaling": InverseScaling, "StepDecay"
 
 class Optimizer:
     """Base class. ``state`` holds the per-parameter arrays (allocated on first use);
-    ``step`` counts the updates taken; ``epochs`` the epochs trained."""
+    ``step`` counts the updates taken; ``epochs`` the epochs trained.
 
-    name = ""
+    A subclass names its update with ``kind`` (a row of the backends' optimizer tables) and
+    lists its hyper-parameters in ``HYPER``: they are its constructor's arguments besides
+    ``schedule``, its saved configuration and the fields of the backend's OptimizerConfig.
+    """
+
+    kind = ""
+    HYPER: tuple[str, ...] = ("lr", "weight_decay")
+    registry: dict[str, type[Optimizer]] = {}  # class name -> class, for model files
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        Optimizer.registry[cls.__name__] = cls
 
     def __init__(self, lr, weight_decay, schedule):
-        self.lr = _float(lr, "lr", 0.0, None, low_open=True)
-        self.weight_decay = _float(weight_decay, "weight_decay", 0.0, None)
+        self.lr = real(lr, "lr", 0.0, None, low_open=True)
+        self.weight_decay = real(weight_decay, "weight_decay", 0.0, None)
         if schedule is not None and not isinstance(schedule, Schedule):
             raise TypeError("schedule must be a denseprop schedule such as dp.StepDecay(10), "
                             f"got {type(schedule).__name__}")
@@ -196,12 +190,17 @@ class Optimizer:
         self.epochs = 0
         self._owner = None
 
-    def states_per_param(self):
-        raise NotImplementedError
+    def _config(self, lr):
+        """The backend's OptimizerConfig for an epoch at rate lr."""
+        config = _core.OptimizerConfig(self.kind)
+        for key in self.HYPER:
+            setattr(config, key, getattr(self, key))
+        config.lr = float(lr)
+        return config
 
-    def options(self, lr):
-        """The hyper-parameters the backend's train_epoch takes, for an epoch at rate lr."""
-        raise NotImplementedError
+    def states_per_param(self):
+        """State arrays each parameter keeps (the backend's rule for this optimizer)."""
+        return self._config(self.lr).states()
 
     def current_lr(self):
         return self.schedule.lr(self.lr)
@@ -220,7 +219,7 @@ class Optimizer:
         self._owner = owner
 
     def get_config(self):
-        raise NotImplementedError
+        return {key: getattr(self, key) for key in self.HYPER}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -232,61 +231,50 @@ class SGD(Optimizer):
 
     Per step, as torch.optim.SGD with dampening 0: ``g = dW + weight_decay * W``;
     ``v = momentum * v + g``; ``W -= lr * (g + momentum * v if nesterov else v)``.
+    Without momentum that is ``W = (1 - lr * weight_decay) * W - lr * dW``.
     Biases get the same update without weight decay.
     """
 
-    name = "sgd"
+    kind = "sgd"
+    HYPER = ("lr", "momentum", "nesterov", "weight_decay")
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, schedule=None):
         super().__init__(lr, weight_decay, schedule)
-        self.momentum = _float(momentum, "momentum", 0.0, 1.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
-        if nesterov and self.momentum == 0:
+        self.momentum = real(momentum, "momentum", 0.0, 1.0)
+        self.nesterov = boolean(nesterov, "nesterov")
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, e.g. SGD(momentum=0.9, nesterov=True)")
-        self.nesterov = bool(nesterov)
-
-    def states_per_param(self):
-        return 1 if self.momentum != 0 else 0
-
-    def options(self, lr):
-        return {"lr": float(lr), "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
-
-    def get_config(self):
-        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
 
 
 class Adam(Optimizer):
-    """Adam with bias correction, as torch.optim.Adam (L2 weight decay added to the gradient,
-    not decoupled as in AdamW).
+    """Adam with bias correction, as torch.optim.Adam (L2 weight decay added to the gradient).
 
-    Per step t: ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
+    Per step t: ``g = dW + weight_decay * W``; ``m = b1 m + (1-b1) g``; ``v = b2 v + (1-b2) g^2``;
     ``W -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
     """
 
-    name = "adam"
+    kind = "adam"
+    HYPER = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, schedule=None):
         super().__init__(lr, weight_decay, schedule)
-        self.beta1 = _float(beta1, "beta1", 0.0, 1.0)
-        self.beta2 = _float(beta2, "beta2", 0.0, 1.0)
-        self.eps = _float(eps, "eps", 0.0, None, low_open=True)
-
-    def states_per_param(self):
-        return 2
-
-    def options(self, lr):
-        return {"lr": float(lr), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                "weight_decay": self.weight_decay}
-
-    def get_config(self):
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                "weight_decay": self.weight_decay}
+        self.beta1 = real(beta1, "beta1", 0.0, 1.0)
+        self.beta2 = real(beta2, "beta2", 0.0, 1.0)
+        self.eps = real(eps, "eps", 0.0, None, low_open=True)
 
 
-OPTIMIZERS = {"SGD": SGD, "Adam": Adam}
+class AdamW(Adam):
+    """Adam with decoupled weight decay, as torch.optim.AdamW.
+
+    Per step t, with the epoch's (scheduled) rate lr: first ``W *= 1 - lr * weight_decay``,
+    then the Adam update of ``dW`` without decay. Biases are never decayed (torch with a
+    parameter group for the biases at ``weight_decay=0``).
+    """
+
+    kind = "adamw"
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, schedule=None):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, schedule)
 
 
 class EarlyStopping:
@@ -295,11 +283,9 @@ class EarlyStopping:
     network ends with the weights of its best epoch."""
 
     def __init__(self, patience=5, min_delta=0.0, restore_best=True):
-        self.patience = _int(patience, "patience", 0)
-        self.min_delta = _float(min_delta, "min_delta", 0.0, None)
-        if not isinstance(restore_best, (bool, np.bool_)):
-            raise TypeError(f"restore_best must be a bool, got {type(restore_best).__name__}")
-        self.restore_best = bool(restore_best)
+        self.patience = integer(patience, "patience", 0)
+        self.min_delta = real(min_delta, "min_delta", 0.0, None)
+        self.restore_best = boolean(restore_best, "restore_best")
 
     def __repr__(self):
         return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, "

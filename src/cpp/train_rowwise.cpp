@@ -1,0 +1,183 @@
+// The row-wise trainer: networks so small that entering BLAS and vectorised loops costs more
+// than computing are trained one row at a time in plain scalar loops: forward, loss and backward
+// per row, gradients summed over the batch, then one optimizer step.
+#include <vector>
+
+#include "kernels.hpp"
+#include "strategies.hpp"
+
+namespace dp {
+
+bool rowwise_applies(const std::vector<int>& sizes) {
+    long params = 0;
+    for (std::size_t l = 0; l + 1 < sizes.size(); ++l) params += (long)sizes[l] * sizes[l + 1];
+    for (int w : sizes)
+        if (w > tuning::kRowwiseWidth) return false;
+    return params <= tuning::kRowwiseParams;
+}
+
+namespace {
+
+// Scalar loops on purpose: at these widths a vectorised loop's set-up costs more than it saves.
+#if defined(__GNUC__) && !defined(__clang__)
+#define DP_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
+#else
+#define DP_SCALAR_LOOPS
+#endif
+
+template <typename T>
+class RowwiseTrainer {
+  public:
+    RowwiseTrainer(const Model<T>& m, Epoch<T>& e)
+        : m_(m), e_(e), L_(m.n_layers()), plain_sgd_(is_plain_sgd(e.opt)), k_(states_per_param(e.opt)) {
+        offset_.push_back(0);
+        int widest = m.n_in();
+        for (int l = 0; l < L_; ++l) {
+            offset_.push_back(offset_.back() + m.fan_out(l));
+            widest = std::max(widest, m.fan_out(l));
+            gW_.emplace_back((std::size_t)m.fan_in(l) * m.fan_out(l));
+            gb_.emplace_back(m.fan_out(l));
+        }
+        z_.resize(offset_.back());
+        h_.resize(offset_.back());
+        d_cur_.resize(widest);
+        d_prev_.resize(widest);
+    }
+
+    void run(EpochPoll<T>& poll) {
+        for (std::int64_t s = 0; s < e_.n; s += e_.batch) {
+            const int rows = (int)std::min<std::int64_t>(e_.batch, e_.n - s);
+            const std::int64_t* idx = e_.perm ? e_.perm + s : nullptr;
+            auto row = [&](int r) { return idx ? idx[r] : s + r; };
+            const BatchScale bs = batch_scale(e_, rows, [&](int r) { return e_.w[row(r)]; });
+            if (!bs.skip) e_.metrics[0] += bs.loss_weight * batch(rows, row, bs);
+            if (poll(rows)) break;
+        }
+    }
+
+  private:
+    // One batch, row r being data row row(r); returns the sum of its weighted row losses.
+    template <class Row>
+    DP_SCALAR_LOOPS double batch(int rows, Row row, const BatchScale& bs) {
+        // Plain SGD on a batch of one row updates the weights during the backward pass.
+        const bool direct = plain_sgd_ && rows == 1;
+        if (!direct)
+            for (int l = 0; l < L_; ++l) {
+                std::fill(gW_[l].begin(), gW_[l].end(), T(0));
+                std::fill(gb_[l].begin(), gb_[l].end(), T(0));
+            }
+        const SgdStep<T> sgd_w(T(e_.opt.lr), T(bs.decay)), sgd_b(T(e_.opt.lr), T(0));  // no decay on biases
+        double loss = 0.0;
+        for (int r = 0; r < rows; ++r) {
+            const std::int64_t i = row(r);
+            const T* x = e_.X + i * m_.n_in();
+            forward(x);
+            const int o = offset_[L_ - 1];
+            loss += loss_forward_backward<T>(m_.loss, m_.acts[L_ - 1], 1, m_.n_out(), z_.data() + o, h_.data() + o,
+                                             e_.Y + i * m_.n_out(), e_.w ? e_.w + i : nullptr, T(bs.scale),
+                                             d_cur_.data(), e_.metrics + 1);
+            backward(x, direct, sgd_w, sgd_b);
+        }
+        if (!direct) {
+            const std::int64_t t = ++e_.step;
+            for (int l = 0; l < L_; ++l) {
+                T* const* sw = e_.state.data() + (std::size_t)k_ * (2 * l);
+                optimizer_update<T>(e_.opt, gW_[l].size(), m_.W[l], gW_[l].data(), sw, T(bs.decay), t);
+                optimizer_update<T>(e_.opt, gb_[l].size(), m_.b[l], gb_[l].data(), sw + k_, T(0), t);
+            }
+        } else {
+            ++e_.step;
+        }
+        return loss;
+    }
+
+    // z, h of every layer for the input row x.
+    DP_SCALAR_LOOPS void forward(const T* x) {
+        const T* in = x;
+        for (int l = 0; l < L_; ++l) {
+            const int fi = m_.fan_in(l), fo = m_.fan_out(l);
+            const T *W = m_.W[l], *b = m_.b[l];
+            T* z = z_.data() + offset_[l];
+            T* h = h_.data() + offset_[l];
+            for (int j = 0; j < fo; ++j) {
+                T s = T(0);
+                for (int k = 0; k < fi; ++k) s += in[k] * W[(std::size_t)k * fo + j];
+                z[j] = s + b[j];
+            }
+            with_activation(m_.acts[l], [&](auto act) DP_INLINE_LAMBDA {
+                using A = decltype(act);
+                if constexpr (A::rowwise) {
+                    activation_forward<T>(m_.acts[l], 1, fo, z, nullptr, h);
+                } else {
+                    for (int j = 0; j < fo; ++j) h[j] = A::template f<T>(z[j]);
+                }
+            });
+            in = h;
+        }
+    }
+
+    // From the output error in d_cur_, each layer's gradient added to gW_, gb_ (or, `direct`,
+    // its plain SGD step taken at once), and the error of the layer below from the old weights.
+    DP_SCALAR_LOOPS void backward(const T* x, bool direct, const SgdStep<T>& sgd_w, const SgdStep<T>& sgd_b) {
+        for (int l = L_ - 1; l >= 0; --l) {
+            const int fi = m_.fan_in(l), fo = m_.fan_out(l);
+            const T* in = l == 0 ? x : h_.data() + offset_[l - 1];
+            T* W = m_.W[l];
+            const T* d = d_cur_.data();
+            if (l > 0) below_error(l, in);
+            if (direct) {
+                for (int k = 0; k < fi; ++k)
+                    for (int j = 0; j < fo; ++j) W[(std::size_t)k * fo + j] = sgd_w(W[(std::size_t)k * fo + j], in[k] * d[j]);
+                for (int j = 0; j < fo; ++j) m_.b[l][j] = sgd_b(m_.b[l][j], d[j]);
+            } else {
+                T* g = gW_[l].data();
+                for (int k = 0; k < fi; ++k)
+                    for (int j = 0; j < fo; ++j) g[(std::size_t)k * fo + j] += in[k] * d[j];
+                for (int j = 0; j < fo; ++j) gb_[l][j] += d[j];
+            }
+            if (l > 0) std::swap(d_cur_, d_prev_);
+        }
+    }
+
+    // d_prev_ = dZ of layer l-1, whose output is `h`: (dZ_l W_l^T) * act'(z).
+    DP_SCALAR_LOOPS void below_error(int l, const T* h) {
+        const int fi = m_.fan_in(l), fo = m_.fan_out(l);
+        const T* W = m_.W[l];
+        const T* d = d_cur_.data();
+        const T* z = z_.data() + offset_[l - 1];
+        for (int k = 0; k < fi; ++k) {
+            T s = T(0);
+            for (int j = 0; j < fo; ++j) s += d[j] * W[(std::size_t)k * fo + j];
+            d_prev_[k] = s;
+        }
+        with_activation(m_.acts[l - 1], [&](auto act) DP_INLINE_LAMBDA {
+            using A = decltype(act);
+            if constexpr (A::rowwise) {
+                activation_backward<T>(m_.acts[l - 1], 1, fi, z, h, d_prev_.data(), d_prev_.data());
+            } else {
+                for (int k = 0; k < fi; ++k) d_prev_[k] *= A::template df<T>(z[k], h[k]);
+            }
+        });
+    }
+
+    const Model<T>& m_;
+    Epoch<T>& e_;
+    const int L_;
+    const bool plain_sgd_;
+    const int k_;
+    std::vector<T> z_, h_, d_cur_, d_prev_;  // one row per layer, concatenated; errors of two layers
+    std::vector<int> offset_;                // start of layer l's row in z_ and h_
+    std::vector<std::vector<T>> gW_, gb_;    // gradient sums over the batch
+};
+
+}  // namespace
+
+template <typename T>
+void train_rowwise(const Model<T>& m, Epoch<T>& e, EpochPoll<T>& poll) {
+    RowwiseTrainer<T>(m, e).run(poll);
+}
+
+template void train_rowwise<float>(const Model<float>&, Epoch<float>&, EpochPoll<float>&);
+template void train_rowwise<double>(const Model<double>&, Epoch<double>&, EpochPoll<double>&);
+
+}  // namespace dp
