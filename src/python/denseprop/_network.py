@@ -70,6 +70,11 @@ class Network:
         self.optimizer: Optimizer = SGD(lr=0.01)
         self._lock = threading.Lock()
         self._busy = None  # what the network is doing, while fit runs
+        # For wrappers such as denseprop.sklearn: threads of this network's passes (None: the
+        # user's setting, dp.get_num_threads()) and how training normalises a batch's loss
+        # (None: the mean over its rows; else a _core.Objective).
+        self._threads: int | None = None
+        self._objective = None
 
     # ---------------------------------------------------------------- construction
 
@@ -155,6 +160,18 @@ class Network:
                 params.append(arr)
         return params
 
+    def __getstate__(self):
+        """For pickle (and joblib): everything but the lock and the backend module."""
+        state = self.__dict__.copy()
+        del state["_lock"], state["_backend"]
+        state["_busy"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self.backend = self._backend_name
+
     def __repr__(self):
         return (f"Network({self.layers}, activation={self.activation!r}, "
                 f"output_activation={self.output_activation!r}, loss={self.loss!r}, "
@@ -201,7 +218,7 @@ class Network:
         self._check_idle("predict")
         X = self._X(X, check_finite=False)  # the backend checks it chunk by chunk inside its pass
         out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
-        if not self._backend.forward(X, self._params(), self.activations, out, True):
+        if not self._backend.forward(X, self._params(), self.activations, out, True, self._threads):
             raise _checks.non_finite("X", self.dtype)
         return out
 
@@ -226,7 +243,7 @@ class Network:
 
     def _metrics(self, X, Y, w):
         metrics = np.zeros(2 + self.n_out)
-        self._backend.evaluate(X, Y, self._params(), self.activations, self.loss, w, metrics)
+        self._backend.evaluate(X, Y, self._params(), self.activations, self.loss, w, metrics, self._threads)
         return metrics
 
     def evaluate(self, X, y, sample_weight=None):
@@ -247,7 +264,7 @@ class Network:
         X, Y, w = self._data(X, y, sample_weight)
         params = self._params()
         grads = [np.empty_like(p) for p in params]
-        self._backend.gradients(X, Y, params, self.activations, self.loss, w, grads)
+        self._backend.gradients(X, Y, params, self.activations, self.loss, w, grads, self._threads)
         return grads[0::2], grads[1::2]
 
     # ---------------------------------------------------------------- training
@@ -436,7 +453,8 @@ class _Trainer:
         step = np.array([opt.step], dtype=np.int64)
         try:
             net._backend.train_epoch(self.X, self.Y, self.params, net.activations, net.loss, self.run.batch_size,
-                                     self.perm, self.w, opt._config(lr), opt.state, step, metrics)
+                                     self.perm, self.w, opt._config(lr), opt.state, step, metrics, net._objective,
+                                     net._threads)
         finally:  # also after Ctrl-C: the steps that completed count
             opt.step = int(step[0])
         return metrics
