@@ -211,7 +211,9 @@ DP_ALWAYS_INLINE double residual_rows(int rows, int cols, const T* H, const T* Y
     double total = 0.0;
     for (int j0 = 0; j0 < cols; j0 += kBlock) {
         const int width = std::min(kBlock, cols - j0);
-        double loss[kBlock] = {}, sq[kBlock] = {};
+        double loss[kBlock], sq[kBlock];
+        std::fill(loss, loss + width, 0.0);
+        std::fill(sq, sq + width, 0.0);
         for (int i = 0; i < rows; ++i) {
             const std::size_t off = (std::size_t)i * cols + j0;
             const T wi = w ? w[i] : T(1);

@@ -87,7 +87,7 @@ void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64
 // |-----------|-------------------------------------------------------|---------------------------------------|
 // | unrolled  | [<=4, <=8, <=4], ReLU hidden, ReLU or identity output,| a row is a few dozen multiply-adds:   |
 // |           | MSE, batch 1, plain SGD, the default objective        | loop control would cost more          |
-// | row-wise  | every width <= 32 and <= 1024 weights                 | entering BLAS or a vectorised loop    |
+// | row-wise  | batch 1, at most 64 weights                           | entering BLAS or a vectorised loop    |
 // |           |                                                       | costs more than its arithmetic        |
 // | batched   | everything else                                       | the step is layer products (BLAS),    |
 // |           |                                                       | shared by a team when they are large  |
@@ -98,7 +98,7 @@ void train_epoch(const Model<T>& m, Epoch<T>& e) {
     e.batch = (int)std::min<std::int64_t>(e.batch, e.n);
     EpochPoll<T> poll(m, e);
     if (unrolled_applies(m, e)) train_unrolled(m, e, poll);
-    else if (rowwise_applies(m.sizes)) train_rowwise(m, e, poll);
+    else if (rowwise_applies(m.sizes, e.batch)) train_rowwise(m, e, poll);
     else train_batched(m, e, poll);
 }
 

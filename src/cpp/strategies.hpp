@@ -54,7 +54,7 @@ BatchScale batch_scale(const Epoch<T>& e, int rows, Weight weight_of_row) {
 template <typename T>
 void train_batched(const Model<T>& m, Epoch<T>& e, EpochPoll<T>& poll);
 
-bool rowwise_applies(const std::vector<int>& sizes);
+bool rowwise_applies(const std::vector<int>& sizes, int batch);
 template <typename T>
 void train_rowwise(const Model<T>& m, Epoch<T>& e, EpochPoll<T>& poll);
 

@@ -1,6 +1,6 @@
-// The row-wise trainer: networks so small that entering BLAS and vectorised loops costs more
-// than computing are trained one row at a time in plain scalar loops: forward, loss and backward
-// per row, gradients summed over the batch, then one optimizer step.
+// The row-wise trainer: batches of one row through networks so small that entering BLAS and
+// vectorised loops costs more than computing run in plain scalar loops: forward, loss and
+// backward of the row, then one optimizer step (plain SGD's during the backward pass).
 #include <vector>
 
 #include "kernels.hpp"
@@ -8,12 +8,10 @@
 
 namespace dp {
 
-bool rowwise_applies(const std::vector<int>& sizes) {
+bool rowwise_applies(const std::vector<int>& sizes, int batch) {
     long params = 0;
     for (std::size_t l = 0; l + 1 < sizes.size(); ++l) params += (long)sizes[l] * sizes[l + 1];
-    for (int w : sizes)
-        if (w > tuning::kRowwiseWidth) return false;
-    return params <= tuning::kRowwiseParams;
+    return batch == 1 && params <= tuning::kRowwiseParams;
 }
 
 namespace {

@@ -42,10 +42,11 @@ DP_ALWAYS_INLINE auto tree_sum(const Term& term) {
     }
 }
 
-template <typename T, int NI, int NH, int NO, bool ReluOut>
+template <typename T, int NI, int NH, int NO>
 DP_MULTIVERSION DP_SCALAR_LOOPS double unrolled_rows(const Model<T>& m, const T* X, const T* Y, const T* w,
                                                       std::int64_t begin, std::int64_t end,
-                                                      const std::int64_t* perm, T lr, T keep, double* metrics) {
+                                                      const std::int64_t* perm, T lr, T keep, double* metrics,
+                                                      bool relu_out) {
     T W0[NI * NH], b0[NH], W1[NH * NO], b1[NO];  // (NI, NH), (NH,), (NH, NO), (NO,)
     std::copy_n(m.W[0], NI * NH, W0);
     std::copy_n(m.b[0], NH, b0);
@@ -71,7 +72,7 @@ DP_MULTIVERSION DP_SCALAR_LOOPS double unrolled_rows(const Model<T>& m, const T*
         double row = 0.0;
         for (int j = 0; j < NO; ++j) {
             const T diff = z2[j] - y[j];
-            const bool active = !ReluOut || z2[j] > T(0);
+            const bool active = !relu_out || z2[j] > T(0);
             const T res = active ? diff : -y[j];  // relu(z2) - y
             e[j] = active ? Mse::grad(diff) : T(0);  // dLoss/dz2 before the sample weight
             d2[j] = g * e[j];
@@ -112,7 +113,7 @@ DP_MULTIVERSION DP_SCALAR_LOOPS double unrolled_rows(const Model<T>& m, const T*
 
 template <typename T>
 using UnrolledRows = double (*)(const Model<T>&, const T*, const T*, const T*, std::int64_t, std::int64_t,
-                             const std::int64_t*, T, T, double*);
+                             const std::int64_t*, T, T, double*, bool);
 
 template <typename T, int NI, int NH, int NO>
 UnrolledRows<T> pick_out(int no, bool relu_out) {
@@ -120,7 +121,7 @@ UnrolledRows<T> pick_out(int no, bool relu_out) {
         return nullptr;
     } else {
         if (no != NO) return pick_out<T, NI, NH, NO + 1>(no, relu_out);
-        return relu_out ? &unrolled_rows<T, NI, NH, NO, true> : &unrolled_rows<T, NI, NH, NO, false>;
+        return &unrolled_rows<T, NI, NH, NO>;
     }
 }
 
@@ -159,12 +160,13 @@ bool unrolled_applies(const Model<T>& m, const Epoch<T>& e) {
 template <typename T>
 void train_unrolled(const Model<T>& m, Epoch<T>& e, EpochPoll<T>& poll) {
     const UnrolledRows<T> rows = unrolled_for(m);
+    const bool relu_out = m.acts[1] == act_of<Relu>;
     const SgdStep<T> sgd(T(e.opt.lr), T(e.opt.weight_decay));
     // Blocks of rows between Ctrl-C checks; each row is one optimizer step.
     const std::int64_t block = std::max<std::int64_t>(1, tuning::kCheckEvery / std::max<long>(poll.work_per_row(), 1));
     for (std::int64_t s = 0; s < e.n; s += block) {
         const std::int64_t end = std::min(e.n, s + block);
-        e.metrics[0] += rows(m, e.X, e.Y, e.w, s, end, e.perm, sgd.lr, sgd.keep, e.metrics + 1);
+        e.metrics[0] += rows(m, e.X, e.Y, e.w, s, end, e.perm, sgd.lr, sgd.keep, e.metrics + 1, relu_out);
         e.step += end - s;
         if (poll(end - s)) break;
     }

@@ -54,10 +54,10 @@ constexpr long kTransposeBytes = 32768;
 // Row gather: rows of at most this many elements are copied in a plain loop, not memcpy.
 constexpr int kGatherLoopCols = 16;
 
-// Training strategy: nets with every width at most kRowwiseWidth and at most kRowwiseParams
-// weights train one row at a time in scalar loops (see train_rowwise.cpp).
-constexpr int kRowwiseWidth = 32;
-constexpr long kRowwiseParams = 1024;
+// Training strategy: batches of one row through nets of at most this many weights train in
+// scalar loops (see train_rowwise.cpp); from a few rows or about a hundred weights up, the
+// batched loop is faster.
+constexpr long kRowwiseParams = 64;
 
 // Training strategy: two-layer nets of at most these widths ([n_in, hidden, n_out]) trained
 // with plain SGD one row at a time run in a loop compiled for each width (train_unrolled.cpp).
