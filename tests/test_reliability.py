@@ -382,7 +382,7 @@ def _rewrite(path, out, mutate, recompute_checksum):
 def _load_error(path):
     with pytest.raises(ValueError) as info:
         dp.Network.load(path)
-    assert type(info.value) is ValueError or isinstance(info.value, ValueError)
+    assert type(info.value) is ValueError, f"{type(info.value).__name__}: {info.value}"
     msg = str(info.value)
     assert str(path) in msg, f"the message does not name the file: {msg}"
     return msg.replace(str(path), "<path>").lower()
@@ -481,9 +481,10 @@ def test_load_rejects_non_model_files(tmp_path, content):
 
 
 def test_load_missing_file_raises_file_not_found(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        dp.Network.load(tmp_path / "nope.npz")
-    assert issubclass(FileNotFoundError, OSError)
+    path = tmp_path / "nope.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        dp.Network.load(path)
+    assert info.value.filename == str(path)
 
 
 # Edits that keep a valid checksum: a crafted or carefully hand-edited file. Each must be a
@@ -533,15 +534,13 @@ def test_load_rejects_inconsistent_metadata_with_value_error(trained, tmp_path, 
         with open(out, "wb") as f:
             np.savez(f, meta=np.array(text), **{k: v for k, v in np.load(path).items() if k != "meta"})
     try:
-        loaded = dp.Network.load(out)
+        dp.Network.load(out)
     except ValueError as err:
-        assert str(out) in str(err)
+        assert type(err) is ValueError and str(out) in str(err)
         return
     except Exception as err:  # noqa: BLE001
         pytest.fail(f"load of a file with {edit} raised {type(err).__name__}: {err}")
-    # Accepted: it must then be a sound network that trains.
-    assert all(np.isfinite(p).all() for p in loaded.weights + loaded.biases)
-    loaded.fit(np.ones((4, 5)), np.ones(4), epochs=1)
+    pytest.fail(f"a file with {edit} loaded")
 
 
 def test_load_rejects_array_header_claiming_a_huge_shape(trained, tmp_path):

@@ -1,12 +1,12 @@
 // Micro-benchmark of the choices behind two small-net paths of the C++ backend, run against
 // the same OpenBLAS the extension links:
 //   1. dH = dZ W^T: BLAS's transposed-B product against a plain product with a transposed
-//      copy of W (Workspace::transpose_w in train.cpp);
-//   2. forward-pass chunk sizes for small nets (chunk_rows in train.cpp).
+//      copy of W (use_transposed_w in src/cpp/kernels.cpp);
+//   2. forward-pass chunk sizes for small nets (the chunk rule of plan_threads in src/cpp/threads.cpp).
 // Build and run (from the repository root, in an environment with scipy-openblas32):
 //   OB=$(python -c "import scipy_openblas32, os; print(os.path.dirname(scipy_openblas32.__file__))")
 //   g++ -O3 -std=c++17 -ffp-contract=fast -fopenmp-simd -pthread -Isrc/cpp -I$OB/include \
-//       benchmarks/cpp/small_products.cpp src/cpp/kernels.cpp src/cpp/train.cpp src/cpp/team.cpp \
+//       benchmarks/cpp/small_products.cpp src/cpp/{gemm,kernels,optimizers,passes,threads,train_batched,train_rowwise,train_unrolled}.cpp \
 //       -L$OB/lib -lscipy_openblas -Wl,-rpath,$OB/lib -o /tmp/small_products
 //   OPENBLAS_NUM_THREADS=1 /tmp/small_products
 // Times are the best of 9 blocks: a ceiling, like the benchmark's GEMM limit.
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "best_time.hpp"
-#include "train.hpp"
+#include "passes.hpp"
 
 using namespace dp;
 
@@ -60,16 +60,18 @@ void forward_chunks(std::mt19937& gen) {
         for (std::size_t l = 0; l < Ws.size(); ++l) {
             m.W.push_back(Ws[l].data());
             m.b.push_back(bs[l].data());
-            m.acts.push_back(l + 1 < Ws.size() ? Act::relu : Act::identity);
+            m.acts.push_back(l + 1 < Ws.size() ? act_of<Relu> : act_of<Identity>);
         }
         const long n = rows_of[k];
         std::vector<float> X((std::size_t)n * nets[k][0]), out((std::size_t)n * nets[k].back());
         for (auto& v : X) v = normal(gen);
-        const int chosen = chunk_rows(m.sizes, n, 1);
+        const int chosen = plan_threads(m.sizes, n, 0, 1, Pass::predict).chunk_rows;
         for (int chunk : {64, 128, 256, 1024, chosen}) {
-            const double us = best_us([&] { forward<float>(m, X.data(), n, chunk, out.data(), false); }, 20);
+            ThreadPlan plan;
+            plan.chunk_rows = chunk;
+            const double us = best_us([&] { forward<float>(m, X.data(), n, plan, out.data(), false); }, 20);
             std::printf("net %zu, %ld rows, chunk %4d%s: %.2f M rows/s\n", k, n, chunk,
-                        chunk == chosen ? " (chunk_rows)" : "", n / us);
+                        chunk == chosen ? " (planned)" : "", n / us);
         }
     }
 }

@@ -1,4 +1,4 @@
-// Micro-benchmark behind train_epoch's team split (Workspace::product in train.cpp): the
+// Micro-benchmark behind training's team split (Products::gemm in src/cpp/threads.cpp): the
 // mnist-shaped step's large products as one 2-thread OpenBLAS call, against two threads of
 // our own that each make a 1-thread OpenBLAS call on half of the rows (halfM) or half of the
 // columns (halfN) of the result.

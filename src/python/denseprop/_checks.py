@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from . import _core
+from ._tuning import FINITE_CHUNK
 
 ACTIVATIONS: tuple[str, ...] = tuple(_core.ACTIVATIONS)
 # Softmax couples the outputs of a row: it is for the output layer only.
@@ -26,7 +27,6 @@ BACKENDS = ("cpp", "numpy")
 DTYPES = ("float32", "float64")
 INITS = ("he", "glorot")
 INT_MAX = 2**31 - 1  # the 32-bit BLAS's limit on any dimension, batch_size included
-_FINITE_CHUNK = 1 << 20  # elements per step of the NaN/inf check: no n-sized temporary
 
 
 # --------------------------------------------------------------------------------------
@@ -162,8 +162,8 @@ def non_finite(name, dt):
 def finite(arr, name):
     """Raises non_finite() if arr holds NaN or inf; works in chunks, so no n-sized temporary."""
     flat = arr.reshape(-1)
-    for s in range(0, flat.size, _FINITE_CHUNK):
-        if not np.isfinite(flat[s:s + _FINITE_CHUNK]).all():
+    for s in range(0, flat.size, FINITE_CHUNK):
+        if not np.isfinite(flat[s:s + FINITE_CHUNK]).all():
             raise non_finite(name, arr.dtype)
 
 

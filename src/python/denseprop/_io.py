@@ -159,6 +159,19 @@ def load_network(cls, path, backend=None):
         raise ValueError(f"cannot load {path}: its metadata is inconsistent ({type(err).__name__}: {err})") from None
 
 
+def _is_count(value, limit):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < limit
+
+
+def _is_pcg64_state(state):
+    """NumPy's PCG64 state: 128-bit integers (NumPy would take a float there and round it)."""
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64" or not isinstance(state.get("state"), dict):
+        return False
+    inner = state["state"]
+    return (_is_count(inner.get("state"), 2**128) and _is_count(inner.get("inc"), 2**128)
+            and _is_count(state.get("has_uint32", 0), 2) and _is_count(state.get("uinteger", 0), 2**32))
+
+
 def _build(cls, meta, arrays, backend):
     layers = meta["layers"]
     n_layers = len(layers) - 1
@@ -175,7 +188,7 @@ def _build(cls, meta, arrays, backend):
               backend=backend if backend is not None else meta["backend"], init=(weights, biases))
     net.init = meta["init"]
     rng_state = meta["rng"]
-    if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != "PCG64":
+    if not _is_pcg64_state(rng_state):
         raise _Damaged("its random-generator state is not a PCG64 state")
     net._rng.bit_generator.state = rng_state
 
@@ -198,7 +211,7 @@ def _build(cls, meta, arrays, backend):
             raise _Damaged(f"optimizer state S{i} is missing or does not match parameter shape {p.shape}")
         state.append(np.array(s, order="C"))
     for key in ("step", "epochs"):
-        if not isinstance(o[key], int) or isinstance(o[key], bool) or not 0 <= o[key] < 2**62:
+        if not _is_count(o[key], 2**62):
             raise _Damaged(f"the optimizer's {key} count {o[key]!r} is not a count")
     opt.state, opt.step, opt.epochs, opt._owner = state, o["step"], o["epochs"], net
     net.optimizer = opt

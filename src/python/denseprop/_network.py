@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _checks, _core, reference
 from ._history import DivergenceError, History
+from ._tuning import NARROW_COLUMNS
 from .optimizers import SGD, EarlyStopping, Optimizer
 
 BACKENDS = {"cpp": _core, "numpy": reference}
@@ -523,7 +524,7 @@ class _Scorer:
         if self.classify:
             return float(metrics[1] / self.total_w) if self.total_w > 0 else 0.0
         sse, sst = metrics[2:], self.sst
-        if len(sst) <= 16:  # Python floats beat NumPy's per-call overhead for a few outputs
+        if len(sst) <= NARROW_COLUMNS:
             r2 = [1.0 - e / t if t > 0 else float(e == 0) for e, t in zip(sse.tolist(), sst.tolist())]
             return sum(r2) / len(r2)
         r2 = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), np.where(sse == 0, 1.0, 0.0))
@@ -537,7 +538,7 @@ def _all_finite(a):
 def _column_sums(A):
     """Float64 sums of the columns of A (n, k), without BLAS: a matrix product here would wake
     NumPy's OpenBLAS threads, which then spin beside denseprop's training for a while."""
-    if A.shape[1] <= 16:  # strided 1-D sums beat numpy's axis-0 reduction of narrow arrays
+    if A.shape[1] <= NARROW_COLUMNS:
         return np.array([A[:, j].sum(dtype=np.float64) for j in range(A.shape[1])])
     return A.sum(axis=0, dtype=np.float64)
 
