@@ -45,6 +45,20 @@ struct SignalPoll {
 // ---------------------------------------------------------------------------------------
 // Entry points, templates over the float type; the module definition dispatches on the dtype.
 
+// The thread plan of a pass over n rows, once its workspace is known to fit in memory.
+template <typename T>
+dp::ThreadPlan plan_pass(const dp::Model<T>& m, std::int64_t n, int batch, int threads, dp::Pass pass,
+                         bool gradient_buffers = false) {
+    static const char* names[] = {"forward", "evaluate", "gradients", "train_epoch"};
+    const dp::ThreadPlan plan = dp::plan_threads(m.sizes, n, batch, threads, pass);
+    const bool backward = pass == dp::Pass::gradients || pass == dp::Pass::train;
+    const double workspaces = pass == dp::Pass::predict ? plan.team : 1;  // predict: one per thread
+    dp::ensure_memory(sizeof(T) * workspaces * dp::workspace_elements(m.sizes, plan.chunk_rows, backward, gradient_buffers),
+                      names[int(pass)], pass == dp::Pass::train ? "use a smaller batch_size or narrower layers"
+                                                                : "use narrower layers");
+    return plan;
+}
+
 template <typename T>
 void gemm_impl(py::handle A_h, py::handle B_h, py::handle C_h, bool ta, bool tb, double alpha, double beta) {
     Args<T> args;
@@ -168,9 +182,7 @@ bool forward_impl(py::handle X_h, py::handle params_h, py::handle acts_h, py::ha
     const Data<T> d(X_h, py::none(), py::none(), m, false, args);
     T* out = args.out(out_h, "out", d.n, m.n_out());
     args.check_overlap();
-    const dp::ThreadPlan plan = dp::plan_threads(m.sizes, d.n, 0, threads, dp::Pass::predict);
-    dp::ensure_memory(sizeof(T) * plan.team * dp::workspace_elements(m.sizes, plan.chunk_rows, false, false),
-                      "forward", "use narrower layers");
+    const dp::ThreadPlan plan = plan_pass(m, d.n, 0, threads, dp::Pass::predict);
     dp::BlasThreads blas(plan.blas_threads);
     py::gil_scoped_release nogil;
     return dp::forward<T>(m, d.X, d.n, plan, out, check_finite);
@@ -186,9 +198,7 @@ double evaluate_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle 
     std::vector<double> own;
     double* metrics = metrics_of(metrics_h, m.n_out(), own, args);
     args.check_overlap();
-    const dp::ThreadPlan plan = dp::plan_threads(m.sizes, d.n, 0, threads, dp::Pass::evaluate);
-    dp::ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, plan.chunk_rows, false, false), "evaluate",
-                      "use narrower layers");
+    const dp::ThreadPlan plan = plan_pass(m, d.n, 0, threads, dp::Pass::evaluate);
     const double before = metrics[0];
     dp::BlasThreads blas(plan.blas_threads);
     {
@@ -208,9 +218,7 @@ void gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle p
     std::vector<T*> gW, gb, g = param_like<T>(grads_h, "grads", m, 1, args);
     args.check_overlap();
     for (std::size_t i = 0; i < g.size(); ++i) (i % 2 ? gb : gW).push_back(g[i]);
-    const dp::ThreadPlan plan = dp::plan_threads(m.sizes, d.n, 0, threads, dp::Pass::gradients);
-    dp::ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, plan.chunk_rows, true, false), "gradients",
-                      "use narrower layers");
+    const dp::ThreadPlan plan = plan_pass(m, d.n, 0, threads, dp::Pass::gradients);
     dp::BlasThreads blas(plan.blas_threads);
     py::gil_scoped_release nogil;
     dp::gradients<T>(m, d.X, d.Y, d.w, d.n, plan, gW, gb);
@@ -248,9 +256,7 @@ double train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::hand
         args.outs.push_back(span_of(step_h, "step"));
     }
     args.check_overlap();
-    e.plan = dp::plan_threads(m.sizes, d.n, batch_size, threads, dp::Pass::train);
-    dp::ensure_memory(sizeof(T) * dp::workspace_elements(m.sizes, e.plan.chunk_rows, true, !dp::is_plain_sgd(opt)),
-                      "train_epoch", "use a smaller batch_size or narrower layers");
+    e.plan = plan_pass(m, d.n, batch_size, threads, dp::Pass::train, !dp::is_plain_sgd(opt));
     SignalPoll poll;
     e.should_stop = [&poll]() { return poll(); };
     e.step = *step;

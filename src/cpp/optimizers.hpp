@@ -56,24 +56,23 @@ struct Sgd {
     }
 };
 
-struct Adam {
-    static constexpr const char* name = "adam";
+// Adam and AdamW share a kernel; AdamW decouples the weight decay from the gradient.
+template <bool Decoupled>
+struct AdamRow {
     static int states(const OptimizerConfig&) { return 2; }
     template <typename T>
     static void update(std::size_t n, T* p, const T* g, T* const* s, const OptimizerConfig& c, T decay,
                        std::int64_t step) {
-        adam_update<T>(n, p, g, s[0], s[1], T(c.lr), T(c.beta1), T(c.beta2), T(c.eps), decay, step, false);
+        adam_update<T>(n, p, g, s[0], s[1], T(c.lr), T(c.beta1), T(c.beta2), T(c.eps), decay, step, Decoupled);
     }
 };
 
-struct AdamW {
+struct Adam : AdamRow<false> {
+    static constexpr const char* name = "adam";
+};
+
+struct AdamW : AdamRow<true> {
     static constexpr const char* name = "adamw";
-    static int states(const OptimizerConfig&) { return 2; }
-    template <typename T>
-    static void update(std::size_t n, T* p, const T* g, T* const* s, const OptimizerConfig& c, T decay,
-                       std::int64_t step) {
-        adam_update<T>(n, p, g, s[0], s[1], T(c.lr), T(c.beta1), T(c.beta2), T(c.eps), decay, step, true);
-    }
 };
 
 using Optimizers = RowList<Sgd, Adam, AdamW>;

@@ -7,6 +7,14 @@
 #include "passes.hpp"
 #include "tuning.hpp"
 
+// Scalar loops on purpose, in the row-wise and unrolled loops: at their widths a vectorised
+// loop's set-up costs more than it saves.
+#if defined(__GNUC__) && !defined(__clang__)
+#define DP_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
+#else
+#define DP_SCALAR_LOOPS
+#endif
+
 namespace dp {
 
 // Calls the epoch's should_stop after every few milliseconds of work.

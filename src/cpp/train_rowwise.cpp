@@ -16,13 +16,6 @@ bool rowwise_applies(const std::vector<int>& sizes, int batch) {
 
 namespace {
 
-// Scalar loops on purpose: at these widths a vectorised loop's set-up costs more than it saves.
-#if defined(__GNUC__) && !defined(__clang__)
-#define DP_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
-#else
-#define DP_SCALAR_LOOPS
-#endif
-
 template <typename T>
 class RowwiseTrainer {
   public:

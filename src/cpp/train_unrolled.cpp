@@ -12,12 +12,6 @@ namespace dp {
 
 namespace {
 
-#if defined(__GNUC__) && !defined(__clang__)
-#define DP_SCALAR_LOOPS __attribute__((optimize("no-tree-vectorize")))
-#else
-#define DP_SCALAR_LOOPS
-#endif
-
 // Such a loop is bound by the latency of the chain that runs from one row's output error
 // through the weights into the next row's output, so the code below keeps that chain short
 // and free of branches:
