@@ -202,7 +202,7 @@ def test_helpers_gathering_the_next_batch_give_the_reference_result(restore_thre
     fits = {}
     for name, backend, t in [("ref", "numpy", 1), ("one", "cpp", 1), ("team", "cpp", threads),
                              ("again", "cpp", threads)]:
-        dp.set_num_threads(t)
+        dp._core.set_num_threads(t)  # more threads than cores: uncapped
         net = dp.Network([512, 256, 3], seed=1, dtype=dtype, backend=backend)
         hist = net.fit(X, Y, epochs=4, batch_size=40, lr=0.01, shuffle=True)
         fits[name] = (net.weights + net.biases, hist.loss)

@@ -674,7 +674,7 @@ def restore_threads():
 def test_predict_from_many_threads_on_one_network(restore_threads, threads, rows):
     """Four Python threads predict at once. With 2 threads and 4,400+ rows (1e7 multiply-adds
     and up) each call also wants predict's shared team: one call at a time gets it, the
-    others start threads of their own."""
+    others run their chunks on their own thread."""
     dp.set_num_threads(threads)
     X, y = regression_data(n=512, n_in=32)
     net = dp.Network([32, 64, 4], seed=0)

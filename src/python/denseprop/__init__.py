@@ -11,11 +11,14 @@ in C++ (``backend="cpp"``); ``backend="numpy"`` runs the NumPy reference it is t
 
 __version__ = "0.1.0"
 
+import os
+import warnings
+
 # The extension links against the scipy-openblas32 wheel's library; importing the package
 # first loads it, which also makes editable installs work.
 import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
-from . import _core, reference  # noqa: E402
+from . import _checks, _core, reference  # noqa: E402
 from ._history import DivergenceError, History  # noqa: E402
 from ._network import Network  # noqa: E402
 from .optimizers import (  # noqa: E402
@@ -31,17 +34,34 @@ from .optimizers import (  # noqa: E402
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads of denseprop's BLAS (OpenBLAS) for large matrix products.
+    """Sets how many threads denseprop uses: OpenBLAS's, for large matrix products, and
+    denseprop's own, which share a training step's products or predict's rows.
 
-    denseprop's elementwise kernels are single-threaded; NumPy's own OpenBLAS is separate
-    (limit it with ``threadpoolctl.threadpool_limits(n, user_api="blas")``, which sets both).
+    A count above the cores this process may use (``os.sched_getaffinity``) is capped at them,
+    with a warning. NumPy's own OpenBLAS is separate: ``threadpoolctl.threadpool_limits(n,
+    user_api="blas")`` limits both.
     """
+    n = _checks.integer(n, "n", 1)
+    usable = _usable_cores()
+    if n > usable:
+        warnings.warn(f"set_num_threads({n}): this process may use {usable} cores; using {usable} threads",
+                      RuntimeWarning, stacklevel=2)
+        n = usable
     _core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """The number of threads of denseprop's BLAS."""
+    """How many threads denseprop uses (see ``set_num_threads``); it starts from the process's
+    limits (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, else the usable cores) and follows
+    ``threadpoolctl`` limits."""
     return _core.get_num_threads()
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 __all__ = [

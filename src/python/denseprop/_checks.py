@@ -137,14 +137,43 @@ def as_numeric(x, name):
     """x as an ndarray of a bool, integer or float dtype (no copy when it already is one)."""
     if isinstance(x, np.ndarray):
         arr = x
+    elif _is_sparse(x):
+        raise TypeError(f"{name} is a scipy.sparse matrix; denseprop takes dense arrays: pass {name}.toarray()")
     else:
-        try:
-            arr = np.asarray(x)
-        except (ValueError, TypeError) as err:
-            raise TypeError(f"{name} must be an array-like of numbers: {err}") from None
+        arr = _from_pandas(x, name)
+        if arr is None:
+            try:
+                arr = np.asarray(x)
+            except (ValueError, TypeError) as err:
+                raise TypeError(f"{name} must be an array-like of numbers: {err}") from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} has dtype {arr.dtype}; expected numbers (bool, integer or float)")
+        raise TypeError(_not_numbers(arr, name))
     return arr
+
+
+def _is_sparse(x):
+    return type(x).__module__.startswith("scipy.sparse") and hasattr(x, "toarray")
+
+
+def _from_pandas(x, name):
+    """A pandas Series or DataFrame as a NumPy array (nullable numbers with NaN where values are
+    missing); None for anything else. pandas is never imported here."""
+    if not type(x).__module__.startswith("pandas"):
+        return None
+    dtypes = [x.dtype] if hasattr(x, "dtype") else list(getattr(x, "dtypes", []))
+    if any(str(dt) in ("category", "string", "object", "str") for dt in dtypes):
+        return np.asarray(x, dtype=object)  # refused by the caller, with the message for labels
+    if any(getattr(dt, "kind", "O") in "biuf" and type(dt).__module__.startswith("pandas") for dt in dtypes):
+        return x.to_numpy(dtype=np.float64, na_value=np.nan)  # nullable Float64, Int64, boolean
+    return x.to_numpy()
+
+
+def _not_numbers(arr, name):
+    if arr.dtype.kind in "OUS":
+        return (f"{name} holds text or objects (dtype {arr.dtype}), not numbers: string or categorical labels "
+                f"need an encoder; denseprop.sklearn's DenseClassifier takes any labels, or encode them with "
+                f"sklearn.preprocessing.LabelEncoder (inputs: OneHotEncoder)")
+    return f"{name} has dtype {arr.dtype}; expected numbers (bool, integer or float)"
 
 
 def contiguous(arr, dt):
@@ -155,8 +184,8 @@ def contiguous(arr, dt):
 
 def non_finite(name, dt):
     """The error for NaN or inf in an input."""
-    return ValueError(f"{name} contains NaN or inf (after conversion to {np.dtype(dt).name}); "
-                      f"remove or impute those values")
+    return ValueError(f"{name} contains NaN or inf (after conversion to {np.dtype(dt).name}; missing values "
+                      f"become NaN); remove or impute those values")
 
 
 def finite(arr, name):
@@ -187,12 +216,16 @@ def targets(y, n, n_out, loss, out_act, dt, name="y"):
     """Targets as (n, n_out) of dtype dt; integer class labels become one-hot rows."""
     arr = as_numeric(y, name)
     classify = loss == "cross_entropy"
-    if arr.ndim == 1 and classify and out_act == "softmax":
+    labels = classify and out_act == "softmax"
+    if arr.ndim == 1 and labels:
         return _one_hot(arr, n, n_out, dt, name)
+    if labels and arr.ndim == 2 and arr.shape[1] == 1 and n_out > 1:
+        raise ValueError(f"{name} has shape {arr.shape}: pass class labels 1-D, as {name}.ravel() (2-D targets of "
+                         f"a softmax output are one-hot or soft rows of {n_out} columns)")
     if arr.ndim == 1:
         if n_out != 1:
-            raise ValueError(f"{name} is 1-D but the network has {n_out} outputs; pass shape "
-                             f"({n}, {n_out})" + (" or integer class labels" if classify else ""))
+            raise ValueError(f"{name} is 1-D but the network has {n_out} outputs; pass shape ({n}, {n_out})" +
+                             (": one 0/1 column per sigmoid output" if classify else ""))
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, {n_out}) or 1-D, got shape {arr.shape}")

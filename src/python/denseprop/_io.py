@@ -7,11 +7,12 @@ everything else), ``W0, b0, W1, b1, ...`` and the optimizer's state arrays ``S0,
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -65,14 +66,32 @@ def save_network(net, path) -> None:
         "rng": net._rng.bit_generator.state,
     }
     meta["checksum"] = _checksum(meta, arrays)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    _write_atomically(path, meta, arrays)
+
+
+def _write_atomically(path, meta, arrays) -> None:
+    """Writes the archive to a temporary file beside path, then renames it onto path, so a crash
+    leaves any earlier file intact. Errors name the path the user gave; the file's mode follows
+    the umask, as for any file the user writes."""
+    path = os.fsdecode(path)
+    target = os.path.abspath(path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, "cannot save a model onto a directory; give a file name such as "
+                                "model.npz", path)
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, "no such directory to save into; create it first", path)
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as err:  # about the directory, but named as the user's path
+        raise type(err)(err.errno, err.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)

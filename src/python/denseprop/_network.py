@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
+import warnings
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import _checks, _core, reference
 from ._history import DivergenceError, History
-from ._tuning import NARROW_COLUMNS
+from ._tuning import LARGE_TARGETS, NARROW_COLUMNS
+from ._types import ArrayLike, BackendName, DTypeLike, FloatArray, HiddenActivation, InitName, LossName, OutputActivation
 from .optimizers import SGD, EarlyStopping, Optimizer
 
 BACKENDS = {"cpp": _core, "numpy": reference}
@@ -31,7 +35,7 @@ class Network:
     loss : str
         ``mse`` (``1/(2B) sum (yhat - y)^2``), ``cross_entropy`` (softmax or sigmoid
         output), ``mae`` or ``huber``: a mean over the batch, a sum over outputs.
-    dtype : "float32" or "float64"
+    dtype : "float32", "float64", or the NumPy dtype
     seed : int or None
         Seeds the network's own ``numpy.random.default_rng``, which draws the initial
         weights and one 64-bit seed per epoch for the shuffle (``shuffled_order``), so a
@@ -44,21 +48,31 @@ class Network:
     bias_init : float
         The initial value of every bias (0.1) unless init supplies biases.
 
-    Attributes ``weights`` (list of ``(fan_in, fan_out)`` arrays) and ``biases`` (list of
-    ``(fan_out,)`` arrays) are the live parameters: writing into them changes the network
-    and training updates them in place.
+    Attributes
+    ----------
+    weights : list of ndarray
+        ``(fan_in, fan_out)`` per layer: the live parameters. Writing into them changes the
+        network, and training updates them in place.
+    biases : list of ndarray
+        ``(fan_out,)`` per layer, live as ``weights``.
+    layers, activations, loss, dtype, backend, optimizer
+        The network's description; ``activations`` has one name per layer, the output's last;
+        ``optimizer`` is the one the next ``fit`` continues with.
     """
 
-    def __init__(self, layers, activation="relu", output_activation="identity", loss="mse",
-                 dtype="float32", seed=None, backend="cpp", init="he", bias_init=0.1):
-        self.layers = _checks.layers(layers)
+    def __init__(self, layers: Sequence[int], activation: HiddenActivation | Sequence[HiddenActivation] = "relu",
+                 output_activation: OutputActivation = "identity", loss: LossName = "mse",
+                 dtype: DTypeLike = "float32", seed: int | None = None, backend: BackendName = "cpp",
+                 init: InitName | tuple[Sequence[ArrayLike], Sequence[ArrayLike] | None] = "he",
+                 bias_init: float = 0.1) -> None:
+        self.layers: list[int] = _checks.layers(layers)
         hidden = _checks.hidden_activations(activation, len(self.layers) - 2)
-        self.activation = list(activation) if isinstance(activation, (list, tuple)) else activation
+        self.activation: str | list[str] = list(activation) if isinstance(activation, (list, tuple)) else activation
         self.output_activation = _checks.choice(output_activation, "output_activation", _checks.ACTIVATIONS)
         self.loss = _checks.choice(loss, "loss", _checks.LOSSES)
         _checks.output(self.loss, self.output_activation, self.layers[-1])
-        self.activations = hidden + [self.output_activation]
-        self.dtype = _checks.dtype(dtype)
+        self.activations: list[str] = hidden + [self.output_activation]
+        self.dtype: np.dtype[Any] = _checks.dtype(dtype)
         self.seed = None if seed is None else _checks.integer(seed, "seed", 0)
         self.backend = backend
         bias_init = _checks.real(bias_init, "bias_init")
@@ -67,6 +81,8 @@ class Network:
                 raise ValueError(f"bias_init={bias_init} does not fit in {self.dtype.name}")
         self._rng = np.random.default_rng(self.seed)
         self.init = init if isinstance(init, str) else "user"
+        self.weights: list[FloatArray]
+        self.biases: list[FloatArray]
         self.weights, self.biases = self._initial_parameters(init, bias_init)
         self.optimizer: Optimizer = SGD(lr=0.01)
         self._lock = threading.Lock()
@@ -75,7 +91,7 @@ class Network:
         # user's setting, dp.get_num_threads()) and how training normalises a batch's loss
         # (None: the mean over its rows; else a _core.Objective).
         self._threads: int | None = None
-        self._objective = None
+        self._objective: Any = None
 
     # ---------------------------------------------------------------- construction
 
@@ -128,21 +144,23 @@ class Network:
     # ---------------------------------------------------------------- properties
 
     @property
-    def backend(self):
+    def backend(self) -> str:
         """'cpp' or 'numpy'; may be switched at any time."""
         return self._backend_name
 
     @backend.setter
-    def backend(self, name):
+    def backend(self, name: BackendName) -> None:
         self._backend_name = _checks.choice(name, "backend", _checks.BACKENDS)
         self._backend = BACKENDS[name]
 
     @property
-    def n_in(self):
+    def n_in(self) -> int:
+        """The number of inputs (features)."""
         return self.layers[0]
 
     @property
-    def n_out(self):
+    def n_out(self) -> int:
+        """The number of outputs."""
         return self.layers[-1]
 
     def _params(self):
@@ -210,11 +228,21 @@ class Network:
 
     # ---------------------------------------------------------------- inference
 
-    def predict(self, X):
-        """The output layer for X (n, n_in): an (n, n_out) array of the network's dtype.
+    def predict(self, X: ArrayLike) -> FloatArray:
+        """The network's output for X.
 
-        Probabilities for softmax and sigmoid outputs. Works through X in chunks, so the
-        memory used beyond the result is bounded.
+        Parameters
+        ----------
+        X : array-like of shape (n, n_in)
+            Any numeric dtype and layout; converted once to the network's dtype.
+
+        Returns
+        -------
+        ndarray of shape (n, n_out), the network's dtype
+            Probabilities for softmax and sigmoid outputs. Always 2-D: with one output, compare
+            against ``y.reshape(-1, 1)`` (or take ``predict(X)[:, 0]``), not a 1-D ``y``.
+
+        Works through X in chunks, so the memory used beyond the result is bounded.
         """
         self._check_idle("predict")
         X = self._X(X, check_finite=False)  # the backend checks it chunk by chunk inside its pass
@@ -225,13 +253,13 @@ class Network:
 
     forward = predict
 
-    def predict_proba(self, X):
-        """Class probabilities (n, n_out); for cross-entropy networks only."""
+    def predict_proba(self, X: ArrayLike) -> FloatArray:
+        """Class probabilities, ``(n, n_out)``; for cross-entropy networks only."""
         if self.loss != "cross_entropy":
             raise ValueError(f"predict_proba needs loss='cross_entropy', this network uses {self.loss!r}")
         return self.predict(X)
 
-    def predict_classes(self, X):
+    def predict_classes(self, X: ArrayLike) -> NDArray[np.int64]:
         """Predicted classes as int64: (n,) argmax for softmax; 0/1 per output for sigmoid,
         (n, n_out), or (n,) when n_out == 1."""
         if self.loss != "cross_entropy":
@@ -247,20 +275,32 @@ class Network:
         self._backend.evaluate(X, Y, self._params(), self.activations, self.loss, w, metrics, self._threads)
         return metrics
 
-    def evaluate(self, X, y, sample_weight=None):
-        """The loss over all of X as a float: ``(1/n) sum_i w_i loss_i``."""
+    def evaluate(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """The loss over all of X: ``(1/n) sum_i w_i loss_i``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, n_in)
+        y : array-like of shape (n, n_out)
+            Or 1-D when ``n_out == 1``, or 1-D integer class labels for a softmax output.
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights of the rows' losses.
+        """
         self._check_idle("evaluate")
         X, Y, w = self._data(X, y, sample_weight)
         return float(self._metrics(X, Y, w)[0] / X.shape[0])
 
-    def score(self, X, y, sample_weight=None):
-        """Accuracy for cross-entropy networks, R^2 (averaged over outputs) otherwise."""
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """Accuracy for cross-entropy networks, R^2 (averaged over outputs) otherwise; the
+        arguments are those of ``evaluate``."""
         self._check_idle("score")
         X, Y, w = self._data(X, y, sample_weight)
         return _Scorer(self, Y, w).score(self._metrics(X, Y, w))
 
-    def gradients(self, X, y, sample_weight=None):
-        """(list of dW, list of db): gradients of ``evaluate(X, y)`` for every layer."""
+    def gradients(self, X: ArrayLike, y: ArrayLike,
+                  sample_weight: ArrayLike | None = None) -> tuple[list[FloatArray], list[FloatArray]]:
+        """``(dW, db)``: the gradients of ``evaluate(X, y, sample_weight)``, one array per layer,
+        shaped as ``weights`` and ``biases``."""
         self._check_idle("compute gradients")
         X, Y, w = self._data(X, y, sample_weight)
         params = self._params()
@@ -282,25 +322,61 @@ class Network:
             return optimizer
         return self.optimizer
 
-    def fit(self, X, y, epochs=1, batch_size=32, lr=None, optimizer=None, shuffle=True,
-            sample_weight=None, validation_data=None, validation_split=0.0, early_stopping=None,
-            callbacks=(), verbose=0):
-        """Trains the network by mini-batch gradient descent; returns a History.
+    def fit(self, X: ArrayLike, y: ArrayLike, epochs: int = 1, batch_size: int = 32, lr: float | None = None,
+            optimizer: Optimizer | None = None, shuffle: bool = True, sample_weight: ArrayLike | None = None,
+            validation_data: tuple[ArrayLike, ...] | None = None, validation_split: float = 0.0,
+            early_stopping: EarlyStopping | None = None,
+            callbacks: Callable[[dict[str, Any]], Any] | Sequence[Callable[[dict[str, Any]], Any]] = (),
+            verbose: int | bool = 0) -> History:
+        """Trains the network by mini-batch gradient descent, continuing from where it is.
 
-        X is (n, n_in); y is (n, n_out), 1-D when n_out == 1, or 1-D integer class labels
-        for a softmax output. Inputs of any numeric dtype and layout are converted once per
-        call (no copy when already C-contiguous in the network's dtype).
+        Parameters
+        ----------
+        X : array-like of shape (n, n_in)
+            Any numeric dtype and layout, converted once per call (no copy when already a
+            C-contiguous array of the network's dtype). Scale the features first (zero mean,
+            unit variance); for regression, scale large targets too.
+        y : array-like of shape (n, n_out)
+            Or 1-D when ``n_out == 1``, or 1-D integer class labels for a softmax output.
+        epochs : int, default 1
+            Epochs of this call. Each call continues training: ``fit(X, y, epochs=5)`` twice is
+            ``fit(X, y, epochs=10)`` once.
+        batch_size : int, default 32
+            Rows per optimizer step; the last batch of an epoch may be smaller.
+        lr : float, optional
+            A fresh ``dp.SGD(lr)``. With neither ``lr`` nor ``optimizer`` the network's current
+            optimizer continues, state and all (a new network starts with ``SGD(lr=0.01)``).
+        optimizer : dp.SGD, dp.Adam, dp.AdamW, optional
+            The optimizer to train with (and continue with later); not together with ``lr``.
+        shuffle : bool, default True
+            Visit the rows in a new random order each epoch (drawn from the network's seed).
+        sample_weight : array-like of shape (n,), optional
+            Non-negative weights of the rows' losses: ``L = (1/B) sum_i w_i loss_i``.
+        validation_data : (X_val, y_val) or (X_val, y_val, sample_weight), optional
+            Rows to measure ``val_loss`` and ``val_accuracy`` or ``val_r2`` on after each epoch.
+        validation_split : float, default 0.0
+            Holds out this fraction of the rows for validation: the last rows, before any
+            shuffling (as Keras does), so shuffle a table sorted by its target first.
+        early_stopping : dp.EarlyStopping, optional
+            Stops when the watched loss stops improving (see ``dp.EarlyStopping``).
+        callbacks : callable or list of callables
+            Each is called as ``f(record)`` after every epoch; returning True stops training.
+        verbose : int or bool, default 0
+            1 (or True): a progress bar (tqdm when installed) and a line per epoch.
 
-        Optimizer: with neither ``lr`` nor ``optimizer`` the network's current one continues,
-        state and all (a new network starts with ``SGD(lr=0.01)``); ``lr`` alone starts a
-        fresh ``SGD(lr)``; ``optimizer`` alone uses that one. ``validation_split=f`` holds
-        out the last rows before any shuffling. ``early_stopping`` is a dp.EarlyStopping;
-        each callback is called as ``f(record)`` after every epoch and stops training by
-        returning True. ``verbose=1`` shows progress (tqdm when installed).
+        Returns
+        -------
+        History
+            The per-epoch records of this call: ``loss``, ``val_loss``, ``accuracy``/``r2``, ...
 
-        On KeyboardInterrupt the network keeps the weights of the last completed step. On a
-        NaN or infinite loss or weight, fit raises dp.DivergenceError and the network keeps
-        the weights of the last finite epoch.
+        Raises
+        ------
+        DivergenceError
+            The loss or a weight became NaN or infinite; the network keeps the weights of the
+            last finite epoch.
+        KeyboardInterrupt
+            On Ctrl-C; the network keeps the weights of the last completed step, and a later
+            ``fit`` continues.
         """
         epochs = _checks.integer(epochs, "epochs", 0)
         run = _Run(batch_size=_checks.batch_size(batch_size), shuffle=_checks.boolean(shuffle, "shuffle"),
@@ -332,6 +408,7 @@ class Network:
                 raise ValueError(f"validation_split={validation_split} leaves no rows for training or "
                                  f"validation out of {X.shape[0]}")
             wv = None if w is None else w[cut:]
+            self._warn_if_one_class(Y[cut:], X.shape[0] - cut)
             return (X[:cut], Y[:cut], None if w is None else w[:cut]), (X[cut:], Y[cut:], wv)
         if validation_data is None:
             return (X, Y, w), None
@@ -341,6 +418,16 @@ class Network:
         Yv = self._Y(validation_data[1], Xv.shape[0], "validation y")
         wv = _checks.sample_weights(validation_data[2], Xv.shape[0], self.dtype) if len(validation_data) == 3 else None
         return (X, Y, w), (Xv, Yv, wv)
+
+    def _warn_if_one_class(self, Y_val, rows):
+        if self.loss != "cross_entropy" or self.n_out < 2 or rows < 2:
+            return
+        labels = np.unique(Y_val.argmax(axis=1))
+        if len(labels) == 1:
+            warnings.warn(f"validation_split held out the last {rows} rows, and they are all of class {labels[0]}: "
+                          f"validation_split takes the last rows before shuffling, so a table sorted by class "
+                          f"validates on one class. Shuffle the rows first, or pass validation_data.",
+                          UserWarning, stacklevel=3)
 
     # ---------------------------------------------------------------- persistence
 
@@ -382,8 +469,10 @@ def _callbacks(value):
 
 
 def _verbose(value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"verbose must be 0, 1 or 2, got {value!r}")
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"verbose must be a bool or 0, 1 or 2, got {value!r}")
     return int(value)
 
 
@@ -430,11 +519,9 @@ class _Trainer:
         loss = float(metrics[0] / self.X.shape[0])
         if not math.isfinite(loss) or not all(_all_finite(p) for p in self.params):
             self.restore_last_finite(saved_step)
-            raise DivergenceError(
-                f"training diverged in epoch {epoch} (loss {loss}): the loss or a weight became "
-                f"NaN or infinite. Lower the learning rate (it was {lr:g}), scale the inputs "
-                f"(e.g. to zero mean and unit variance) or clip extreme targets; the network "
-                f"keeps the weights of the last finite epoch.", epoch, self.history)
+            raise DivergenceError(f"training diverged in epoch {epoch} (loss {loss}): the loss or a weight became "
+                                  f"NaN or infinite. {self.remedy(lr)}; the network keeps the weights of the last "
+                                  f"finite epoch.", epoch, self.history)
         record = {"epoch": number, "loss": loss, self.scorer.name: self.scorer.score(metrics)}
         if self.validation is not None:
             vm = self.net._metrics(*self.validation)
@@ -444,6 +531,15 @@ class _Trainer:
         record["lr"] = lr
         self.history.append(record)
         return record
+
+    def remedy(self, lr):
+        """What to do about a divergence: large regression targets are the usual cause."""
+        largest = float(np.abs(self.Y).max()) if self.Y.size else 0.0
+        if self.net.loss != "cross_entropy" and largest > LARGE_TARGETS:
+            return (f"The targets are large (up to {largest:.3g}): scale them too, e.g. y_scaled = (y - y.mean()) / "
+                    f"y.std(), and undo that on the predictions; or lower the learning rate (it was {lr:g})")
+        return (f"Lower the learning rate (it was {lr:g}), scale the inputs (e.g. to zero mean and unit variance) "
+                f"or clip extreme targets")
 
     def train_epoch(self, lr):
         """The backend's epoch at rate lr; returns its metrics."""
@@ -562,29 +658,31 @@ def _total_sum_of_squares(Y, w):
 
 
 class _Progress:
-    """verbose=1: a tqdm bar over epochs when tqdm is installed, else one line per epoch."""
+    """verbose=1: a line of metrics per epoch, whole at any terminal width, under a tqdm bar of the
+    epochs (count, elapsed, remaining) when tqdm is installed."""
 
     def __init__(self, epochs, verbose):
         self.verbose, self.bar = verbose, None
         if verbose:
             try:
                 from tqdm.auto import tqdm
-                self.bar = tqdm(total=epochs, unit="epoch")
+                self.bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True, leave=False)
             except ImportError:
                 self.bar = None
 
     @staticmethod
-    def _text(record):
-        return " ".join(f"{k}={v:.5g}" for k, v in record.items() if k not in ("epoch", "time"))
+    def line(record):
+        metrics = " ".join(f"{k}={v:.5g}" for k, v in record.items() if k not in ("epoch", "time"))
+        return f"epoch {record['epoch'] + 1}: {metrics} ({record['time']:.3f} s)"
 
     def update(self, record):
         if not self.verbose:
             return
-        if self.bar is not None:
-            self.bar.set_postfix_str(self._text(record), refresh=False)
-            self.bar.update(1)
-        else:
-            print(f"epoch {record['epoch'] + 1}: {self._text(record)} ({record['time']:.3f} s)", flush=True)
+        if self.bar is None:
+            print(self.line(record), flush=True)
+            return
+        self.bar.write(self.line(record))
+        self.bar.update(1)
 
     def close(self):
         if self.bar is not None:
