@@ -3,6 +3,8 @@
 Layout: ``meta`` (a JSON string: format and library version, layers, activations, loss,
 dtype, optimizer with its schedule, random-generator state and a SHA-256 checksum of
 everything else), ``W0, b0, W1, b1, ...`` and the optimizer's state arrays ``S0, S1, ...``.
+A table model (``denseprop.tabular.TableModel``) adds a ``table`` entry to ``meta``: its
+columns, scaling, categories, classes and task.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from . import __version__
 from .optimizers import OPTIMIZERS, SCHEDULES
 
 FORMAT = "denseprop"
-FORMAT_VERSION = 1
+# 1: networks; 2: adds the optional "table" entry of table models (format 1 files still load).
+FORMAT_VERSION = 2
 
 
 def _checksum(meta: dict, arrays: dict) -> str:
@@ -33,7 +36,8 @@ def _checksum(meta: dict, arrays: dict) -> str:
     return h.hexdigest()
 
 
-def save_network(net, path) -> None:
+def save_network(net, path, table=None) -> None:
+    """Writes net to path; `table` (a JSON-ready dict) makes it a table model's file."""
     path = os.fspath(path)
     opt = net.optimizer
     arrays = {}
@@ -64,12 +68,20 @@ def save_network(net, path) -> None:
         },
         "rng": net._rng.bit_generator.state,
     }
+    if table is not None:
+        meta["table"] = table
     meta["checksum"] = _checksum(meta, arrays)
+    write_atomically(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
+
+
+def write_atomically(path, write) -> None:
+    """Calls write(f) on a temporary file beside path, then renames it to path: a crash
+    midway leaves an earlier file intact."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -147,10 +159,23 @@ def _read(path):
 
 
 def load_network(cls, path, backend=None):
+    net, table = load_model(cls, path, backend)
+    if table is not None:
+        raise ValueError(f"{os.fspath(path)} is a table model (written by `denseprop train`): Network.load "
+                         "would drop its column scaling and encoding and predict wrongly; load it with "
+                         "denseprop.tabular.TableModel.load")
+    return net
+
+
+def load_model(cls, path, backend=None):
+    """(network, table entry or None) of a model file."""
     path = os.fspath(path)
     try:
         meta, arrays = _read(path)
-        return _build(cls, meta, arrays, backend)
+        table = meta.get("table")
+        if table is not None and not isinstance(table, dict):
+            raise _Damaged("its 'table' entry is not a mapping")
+        return _build(cls, meta, arrays, backend), table
     except _Damaged as err:
         raise ValueError(f"cannot load {path}: {err}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MemoryError) as err:
