@@ -26,12 +26,6 @@ pa = pytest.importorskip("pyarrow")
 import pyarrow.csv as pacsv  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-# Under the sanitizer run (.ci/run) every subprocess inherits the ASan preload and pyarrow's
-# threads run instrumented: measured much slower, and denseprop's C++ is covered by the other
-# tests there. The Release run covers these.
-pytestmark = pytest.mark.skipif(os.environ.get("DENSEPROP_SANITIZER_RUN") == "1",
-                                reason="subprocesses of pyarrow under the ASan preload check no denseprop code")
-
 CLI = [sys.executable, "-m", "denseprop"]
 SCRIPT = pathlib.Path(sys.executable).with_name("denseprop")
 

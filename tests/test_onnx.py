@@ -1,7 +1,6 @@
 """ONNX export: graphs checked by onnx's checker and run by onnxruntime's CPU provider against
 predict, for every activation, output activation, loss and both dtypes."""
 
-import os
 import sys
 
 import numpy as np
@@ -14,11 +13,6 @@ from helpers import OP_TOL, rel_err
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-
-# onnxruntime is other projects' native code: the sanitizer run preloads ASan into it, which
-# checks nothing of denseprop's C++ and (measured) slows it down; the Release run covers these tests.
-pytestmark = pytest.mark.skipif(os.environ.get("DENSEPROP_SANITIZER_RUN") == "1",
-                                reason="onnxruntime under the ASan preload checks no denseprop code")
 
 DTYPES = (np.float32, np.float64)
 HIDDEN = [a for a in reference.ACTIVATIONS if a != "softmax"]
