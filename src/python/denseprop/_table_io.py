@@ -15,8 +15,8 @@ import csv
 import io
 import math
 import os
-import re
 import sys
+import warnings
 
 import numpy as np
 
@@ -28,7 +28,6 @@ FALSE_VALUES = ("false", "False", "FALSE")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 PARQUET_MAGIC = b"PAR1"
 STDIO = "-"
-_INT = re.compile(r"\s*[+-]?\d+\s*\Z")
 _INT64 = (-2**63, 2**63 - 1)
 
 
@@ -226,14 +225,11 @@ def _read_csv_arrow(handle, source, text_columns, delimiter):
             if "Empty CSV file" in message:
                 raise TableError(f"{source} is empty") from None
             # Locate the faulty row exactly: pyarrow's multi-threaded parser does not number rows.
-            _read_csv_python(handle, source, forced, delimiter, scan_only=True)
+            _scan_csv(handle, source, delimiter)
             if not newlines_in_values:
                 newlines_in_values = True
                 continue
             raise TableError(f"{source} is not a readable CSV file: {message.splitlines()[0]}") from None
-        except UnicodeDecodeError:
-            _read_csv_python(handle, source, forced, delimiter, scan_only=True)
-            raise
         names = _check_header(table.column_names, source)
         # Dates and times become text with the file's own spelling, as the Python reader reads them.
         temporal = {n for n, t in zip(names, table.schema.types)
@@ -307,39 +303,68 @@ def _arrow_column(name, col, source):
     return Column(name, "other", type_name=str(t))
 
 
-def _read_csv_python(handle, source, text_columns, delimiter, scan_only=False):
-    """The csv-module reader; with scan_only, it only raises TableError for a faulty row."""
-    raw = handle if isinstance(handle, bytes) else None
-    stream = io.BytesIO(raw) if raw is not None else open(handle, "rb")
-    with io.TextIOWrapper(stream, encoding="utf-8-sig", newline="") as text:
+def _csv_text(handle):
+    stream = io.BytesIO(handle) if isinstance(handle, bytes) else open(handle, "rb")
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+
+
+def _scan_csv(handle, source, delimiter):
+    """The header, read with Python's csv module; with every row scanned when the cells could
+    not be read, to raise a TableError naming the faulty row."""
+    with _csv_text(handle) as text:
         reader = csv.reader(text, delimiter=delimiter, strict=True)
         try:
             header = next(reader, None)
             if header is None:
                 raise TableError(f"{source} is empty")
-            width = len(header)
-            rows = []
+            row = 0
             for record in reader:
-                if not record:  # blank lines are skipped, as pyarrow skips them
+                if not record:  # blank lines are skipped, as both readers skip them
                     continue
-                if len(record) != width:
-                    raise TableError(f"{source}: row {len(rows) + 1} (line {reader.line_num}) has "
-                                     f"{len(record)} fields but the header has {width}")
-                if not scan_only:
-                    rows.append(record)
-                else:
-                    rows.append(None)
+                row += 1
+                if len(record) != len(header):
+                    raise TableError(f"{source}: row {row} (line {reader.line_num}) has {len(record)} fields "
+                                     f"but the header has {len(header)}")
         except csv.Error as err:
             raise TableError(f"{source}: line {reader.line_num} is not valid CSV ({err})") from None
         except UnicodeDecodeError as err:
-            raise TableError(f"{source} is not UTF-8 text (byte {err.start} after the last good line "
-                             f"{reader.line_num}); save it as UTF-8 CSV") from None
-    if scan_only:
-        return None
+            raise TableError(f"{source} is not UTF-8 text (after line {reader.line_num}: {err.reason}); "
+                             "save it as UTF-8 CSV") from None
+    return header
+
+
+def _first_record(handle, source, delimiter):
+    with _csv_text(handle) as text:
+        try:
+            header = next(csv.reader(text, delimiter=delimiter), None)
+        except (csv.Error, UnicodeDecodeError):
+            header = _scan_csv(handle, source, delimiter)
+    if header is None:
+        raise TableError(f"{source} is empty")
+    return header
+
+
+def _read_csv_python(handle, source, text_columns, delimiter):
+    """The reader without pyarrow: NumPy's C text reader splits the cells, which stay Python
+    strings until each column's kind is known; then each column converts in one NumPy cast."""
+    header = _first_record(handle, source, delimiter)
+    try:
+        with warnings.catch_warnings(), _csv_text(handle) as text:
+            warnings.simplefilter("ignore")  # a header without rows is reported below
+            cells = np.loadtxt(text, delimiter=delimiter, dtype=object, skiprows=1, quotechar='"',
+                               comments=None, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as err:
+        _scan_csv(handle, source, delimiter)
+        raise TableError(f"{source} is not a readable CSV file ({str(err).splitlines()[0]})") from None
+    if len(cells) and cells.shape[1] != len(header):
+        _scan_csv(handle, source, delimiter)
+        raise TableError(f"{source}: its rows have {cells.shape[1]} fields but the header has {len(header)}")
     names = _check_header(header, source)
-    fields = list(zip(*rows)) if rows else [() for _ in names]
-    columns = [_python_column(name, values, name in text_columns) for name, values in zip(names, fields)]
-    return columns, len(rows)
+    if not len(cells):
+        return [Column(name, "text", levels=np.empty(0, dtype=object), codes=np.empty(0, dtype=np.int32))
+                for name in names], 0
+    columns = [_python_column(name, cells[:, j], name in text_columns) for j, name in enumerate(names)]
+    return columns, len(cells)
 
 
 _NULLS = frozenset(NULL_VALUES)
@@ -347,23 +372,25 @@ _BOOLS = dict.fromkeys(TRUE_VALUES, True) | dict.fromkeys(FALSE_VALUES, False)
 
 
 def _python_column(name, strings, as_text):
+    """A column from an object array of strings: int, float or bool when every present cell
+    reads as one, else text."""
     missing = np.fromiter((s in _NULLS for s in strings), dtype=bool, count=len(strings))
-    present = [s for s in strings if s not in _NULLS]
     mask = missing if missing.any() else None
+    present = strings[~missing] if mask is not None else strings
     if not as_text:
-        if not present:
-            return Column(name, "float", np.full(len(strings), np.nan), np.ones(len(strings), dtype=bool))
-        if all(_INT.match(s) for s in present):
-            ints = [0 if s in _NULLS else int(s) for s in strings]
-            if _INT64[0] <= min(ints) and max(ints) <= _INT64[1]:
-                return Column(name, "int", np.array(ints, dtype=np.int64), mask)
-        if all(parses_as_number(s) for s in present):
-            values = np.array([math.nan if s in _NULLS else float(s) for s in strings])
-            return Column(name, "float", values, mask)
+        if not len(present):
+            return Column(name, "float", np.full(len(strings), np.nan), missing)
+        for kind, dtype, fill in (("int", np.int64, "0"), ("float", np.float64, "nan")):
+            try:
+                values = np.where(missing, fill, strings).astype(dtype) if mask is not None \
+                    else strings.astype(dtype)
+            except (ValueError, OverflowError, TypeError):
+                continue
+            return Column(name, kind, values, mask)
         if all(s in _BOOLS for s in present):
             return Column(name, "bool", np.array([_BOOLS.get(s, False) for s in strings]), mask)
     index = {}
-    codes = np.fromiter((-1 if s in _NULLS else index.setdefault(s, len(index)) for s in strings),
+    codes = np.fromiter((-1 if m else index.setdefault(s, len(index)) for s, m in zip(strings, missing)),
                         dtype=np.int32, count=len(strings))
     return Column(name, "text", levels=np.array(list(index), dtype=object), codes=codes)
 
