@@ -222,10 +222,9 @@ class TableModel:
 
     # ------------------------------------------------------------ prediction
 
-    def _as_table(self, table, text_columns=()):
-        if isinstance(table, Table):
-            return table
-        return table_from_columns(table)
+    @staticmethod
+    def _as_table(table):
+        return table if isinstance(table, Table) else table_from_columns(table)
 
     def text_columns(self, target=None):
         """The columns to read as text: categorical features, and the target (named `target`
@@ -336,17 +335,15 @@ class TableModel:
     def _class_index(self, table, target):
         col = table[target]
         if self._classes.dtype == object or col.kind == "text":
-            codes = _category_codes(col, [_label_text(c) if self._classes.dtype != object else str(c)
-                                          for c in self._classes])
-        else:
-            values = col.values
+            codes = _category_codes(col, [_label_text(c) for c in self._classes])
+        else:  # numbers against numeric classes, so that 1.0 finds the class 1
             lookup = {c.item(): i for i, c in enumerate(self._classes)}
-            codes = np.array([lookup.get(v, -1) for v in values.tolist()], dtype=np.int64)
+            codes = np.array([lookup.get(v, -1) for v in col.values.tolist()], dtype=np.int64)
         bad = np.flatnonzero(codes < 0)
         if len(bad):
-            shown = col if col.kind != "text" else None
-            value = shown.values[bad[0]] if shown is not None else col.levels[col.codes[bad[0]]]
-            _fail(table, f"column {target!r} {rows_text(bad[:1])} holds the class {_label_text(value)!r}, "
+            text = col if col.kind == "text" else col.as_text()
+            value = text.levels[text.codes[bad[0]]]
+            _fail(table, f"column {target!r} {rows_text(bad[:1])} holds the class {value!r}, "
                   f"which the model was not trained on (its classes: "
                   f"{', '.join(_label_text(c) for c in self._classes[:10])})")
         return codes
