@@ -199,7 +199,7 @@ def test_sample_weight_column(data, tmp_path):
     cols["w"] = np.where(cols["label"] == "yes", 2.0, 1.0)
     path = write_csv(tmp_path / "w.csv", cols)
     code, _, err = run("train", path, "--target", "label", "--sample-weight", "w", "--epochs", "2",
-                       "-o", tmp_path / "m.npz")
+                       "--threads", "1", "-o", tmp_path / "m.npz")
     assert code == 0, err
     model = TableModel.load(tmp_path / "m.npz")
     assert "w" not in model.features and model.training["options"]["sample_weight"] == "w"
