@@ -1,10 +1,15 @@
-"""Command line: ``python -m denseprop demo`` trains two small networks on built-in data."""
+"""Command line: ``denseprop COMMAND`` or ``python -m denseprop COMMAND``.
+
+The commands are the table ``COMMANDS`` below: the table commands of ``denseprop.cli`` (train,
+predict, evaluate, info, export) and ``demo``, which trains two small networks on built-in data.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+
+from denseprop import cli
 
 
 def demo(epochs: int, backend: str) -> int:
@@ -42,17 +47,24 @@ def demo(epochs: int, backend: str) -> int:
     return 0
 
 
+def _demo_arguments(parser):
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--backend", choices=("cpp", "numpy"), default="cpp")
+
+
+def _run_demo(args):
+    return demo(args.epochs, args.backend)
+
+
+# name -> (one-line help, add_arguments(parser), run(args) -> exit code)
+COMMANDS = {
+    **cli.COMMANDS,
+    "demo": ("train two small networks on built-in data", _demo_arguments, _run_demo),
+}
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m denseprop", description=__doc__)
-    sub = parser.add_subparsers(dest="command")
-    d = sub.add_parser("demo", help="train two small networks on built-in data")
-    d.add_argument("--epochs", type=int, default=20)
-    d.add_argument("--backend", choices=("cpp", "numpy"), default="cpp")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(args.epochs, args.backend)
-    parser.print_help()
-    return 0
+    return cli.main(argv, COMMANDS)
 
 
 if __name__ == "__main__":

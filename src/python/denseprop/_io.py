@@ -3,6 +3,8 @@
 Layout: ``meta`` (a JSON string: format and library version, layers, activations, loss,
 dtype, optimizer with its schedule, random-generator state and a SHA-256 checksum of
 everything else), ``W0, b0, W1, b1, ...`` and the optimizer's state arrays ``S0, S1, ...``.
+A table model (``denseprop.tabular.TableModel``) adds a ``table`` entry to ``meta``: its
+columns, scaling, categories, classes and task.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from . import __version__
 from .optimizers import Optimizer, Schedule
 
 FORMAT = "denseprop"
-FORMAT_VERSION = 1
+# 1: networks; 2: adds the optional "table" entry of table models (format 1 files still load).
+FORMAT_VERSION = 2
 
 
 def _checksum(meta: dict, arrays: dict) -> str:
@@ -34,7 +37,8 @@ def _checksum(meta: dict, arrays: dict) -> str:
     return h.hexdigest()
 
 
-def save_network(net, path) -> None:
+def save_network(net, path, table=None) -> None:
+    """Writes net to path; `table` (a JSON-ready dict) makes it a table model's file."""
     path = os.fspath(path)
     opt = net.optimizer
     arrays = {}
@@ -65,18 +69,20 @@ def save_network(net, path) -> None:
         },
         "rng": net._rng.bit_generator.state,
     }
+    if table is not None:
+        meta["table"] = table
     meta["checksum"] = _checksum(meta, arrays)
-    _write_atomically(path, meta, arrays)
+    write_atomically(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
 
 
-def _write_atomically(path, meta, arrays) -> None:
-    """Writes the archive to a temporary file beside path, then renames it onto path, so a crash
-    leaves any earlier file intact. Errors name the path the user gave; the file's mode follows
-    the umask, as for any file the user writes."""
-    path = os.fsdecode(path)
+def write_atomically(path, write) -> None:
+    """Calls write(f) on a temporary file beside path, then renames it onto path, so a crash
+    midway leaves an earlier file intact. Errors name the path the user gave; the file's mode
+    follows the umask, as for any file the user writes."""
+    path = os.fsdecode(os.fspath(path))
     target = os.path.abspath(path)
     if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, "cannot save a model onto a directory; give a file name such as "
+        raise IsADirectoryError(errno.EISDIR, "cannot save onto a directory; give a file name such as "
                                 "model.npz", path)
     directory = os.path.dirname(target)
     if not os.path.isdir(directory):
@@ -88,7 +94,7 @@ def _write_atomically(path, meta, arrays) -> None:
         raise type(err)(err.errno, err.strerror, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -166,10 +172,23 @@ def _read(path):
 
 
 def load_network(cls, path, backend=None):
+    net, table = load_model(cls, path, backend)
+    if table is not None:
+        raise ValueError(f"{os.fspath(path)} is a table model (written by `denseprop train`): Network.load "
+                         "would drop its column scaling and encoding and predict wrongly; load it with "
+                         "denseprop.tabular.TableModel.load")
+    return net
+
+
+def load_model(cls, path, backend=None):
+    """(network, table entry or None) of a model file."""
     path = os.fspath(path)
     try:
         meta, arrays = _read(path)
-        return _build(cls, meta, arrays, backend)
+        table = meta.get("table")
+        if table is not None and not isinstance(table, dict):
+            raise _Damaged("its 'table' entry is not a mapping")
+        return _build(cls, meta, arrays, backend), table
     except _Damaged as err:
         raise ValueError(f"cannot load {path}: {err}") from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MemoryError) as err:

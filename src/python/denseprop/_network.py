@@ -444,6 +444,12 @@ class Network:
         from ._io import load_network
         return load_network(cls, path, backend)
 
+    def to_onnx(self, path=None, *, opset=17):
+        """The network as an ``onnx.ModelProto`` (written to ``path`` when given): input "X"
+        (n, n_in) and output "Y" = predict(X), in the network's dtype. Needs the onnx package."""
+        from ._onnx import network_to_onnx
+        return network_to_onnx(self, path, opset=opset)
+
 
 # -------------------------------------------------------------------- fit's arguments
 
