@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Literal
 
 from denseprop import cli
 
 
-def demo(epochs: int, backend: str) -> int:
+def demo(epochs: int, backend: Literal["cpp", "numpy"]) -> int:
     import numpy as np
 
     import denseprop as dp

@@ -70,6 +70,7 @@ class History:
         """
         try:
             import matplotlib.pyplot as plt
+            from matplotlib.ticker import MaxNLocator
         except ImportError as err:
             raise ImportError("History.plot needs matplotlib: pip install matplotlib "
                               "(or pip install 'denseprop[plot]')") from err
@@ -81,6 +82,7 @@ class History:
             ax.plot(epochs, self.val_loss, color="C0", linestyle="--", label="val_loss")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles, labels = ax.get_legend_handles_labels()
         score = "accuracy" if self.accuracy else "r2" if self.r2 else None
         if score is not None:
@@ -94,7 +96,10 @@ class History:
         if self.best_epoch is not None and self.best_epoch in self.epoch:
             best = ax.axvline(self.best_epoch + 1, color="0.5", linestyle=":", label="best epoch")
             handles, labels = handles + [best], labels + ["best epoch"]
-        ax.legend(handles, labels, loc="best")
+        # Below the axes, so it never hides a curve.
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(labels), 5),
+                  frameon=False)
+        ax.figure.tight_layout()
         return ax
 
 

@@ -7,9 +7,11 @@ import os
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _checks, _core, reference
 from ._history import DivergenceError, History
@@ -67,7 +69,7 @@ class Network:
                  bias_init: float = 0.1) -> None:
         self.layers: list[int] = _checks.layers(layers)
         hidden = _checks.hidden_activations(activation, len(self.layers) - 2)
-        self.activation: str | list[str] = list(activation) if isinstance(activation, (list, tuple)) else activation
+        self.activation: str | list[str] = activation if isinstance(activation, str) else list(activation)
         self.output_activation = _checks.choice(output_activation, "output_activation", _checks.ACTIVATIONS)
         self.loss = _checks.choice(loss, "loss", _checks.LOSSES)
         _checks.output(self.loss, self.output_activation, self.layers[-1])
@@ -179,19 +181,19 @@ class Network:
                 params.append(arr)
         return params
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """For pickle (and joblib): everything but the lock and the backend module."""
         state = self.__dict__.copy()
         del state["_lock"], state["_backend"]
         state["_busy"] = None
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self.backend = self._backend_name
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Network({self.layers}, activation={self.activation!r}, "
                 f"output_activation={self.output_activation!r}, loss={self.loss!r}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend!r})")
@@ -245,9 +247,9 @@ class Network:
         Works through X in chunks, so the memory used beyond the result is bounded.
         """
         self._check_idle("predict")
-        X = self._X(X, check_finite=False)  # the backend checks it chunk by chunk inside its pass
-        out = np.empty((X.shape[0], self.n_out), dtype=self.dtype)
-        if not self._backend.forward(X, self._params(), self.activations, out, True, self._threads):
+        rows = self._X(X, check_finite=False)  # the backend checks it chunk by chunk inside its pass
+        out = np.empty((rows.shape[0], self.n_out), dtype=self.dtype)
+        if not self._backend.forward(rows, self._params(), self.activations, out, True, self._threads):
             raise _checks.non_finite("X", self.dtype)
         return out
 
@@ -287,8 +289,8 @@ class Network:
             Non-negative weights of the rows' losses.
         """
         self._check_idle("evaluate")
-        X, Y, w = self._data(X, y, sample_weight)
-        return float(self._metrics(X, Y, w)[0] / X.shape[0])
+        rows, Y, w = self._data(X, y, sample_weight)
+        return float(self._metrics(rows, Y, w)[0] / rows.shape[0])
 
     def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Accuracy for cross-entropy networks, R^2 (averaged over outputs) otherwise; the
@@ -431,20 +433,36 @@ class Network:
 
     # ---------------------------------------------------------------- persistence
 
-    def save(self, path):
-        """Writes the network (parameters, optimizer and random state) to exactly ``path``
-        as an .npz file, atomically: a crash mid-save leaves an earlier file intact."""
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Writes the network (parameters, optimizer and random state) to exactly ``path`` as an
+        .npz file, atomically: a crash mid-save leaves an earlier file intact. The file is read
+        back without pickle; its mode follows the umask.
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError, PermissionError
+            Naming ``path``: its directory is missing, it is a directory, or it cannot be written.
+        """
         self._check_idle("save")
         from ._io import save_network
         save_network(self, path)
 
     @classmethod
-    def load(cls, path, backend=None):
-        """Reads a network written by save; ``backend`` overrides the saved one."""
+    def load(cls, path: str | os.PathLike[str], backend: BackendName | None = None) -> Network:
+        """Reads a network written by ``save``; ``backend`` overrides the saved one.
+
+        Raises
+        ------
+        OSError
+            The file is missing or unreadable (Python's own error, naming it).
+        ValueError
+            The file is truncated, damaged, hand-edited, of a newer format, or a table model
+            (load those with ``denseprop.tabular.TableModel``).
+        """
         from ._io import load_network
         return load_network(cls, path, backend)
 
-    def to_onnx(self, path=None, *, opset=17):
+    def to_onnx(self, path: str | os.PathLike[str] | None = None, *, opset: int = 17) -> Any:
         """The network as an ``onnx.ModelProto`` (written to ``path`` when given): input "X"
         (n, n_in) and output "Y" = predict(X), in the network's dtype. Needs the onnx package."""
         from ._onnx import network_to_onnx
@@ -453,11 +471,16 @@ class Network:
 
 # -------------------------------------------------------------------- fit's arguments
 
+@dataclass
 class _Run:
     """The settings of one fit, checked."""
 
-    def __init__(self, **settings):
-        self.__dict__.update(settings)
+    batch_size: int
+    shuffle: bool
+    optimizer: Optimizer
+    early_stopping: EarlyStopping | None
+    callbacks: list[Callable[[dict[str, Any]], Any]]
+    verbose: int
 
 
 def _early_stopping(value):
