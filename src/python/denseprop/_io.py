@@ -20,7 +20,7 @@ import zipfile
 import numpy as np
 
 from . import __version__
-from .optimizers import Optimizer, Schedule
+from .optimizers import Optimizer, Schedule, subclasses
 
 FORMAT = "denseprop"
 # 1: networks; 2: adds the optional "table" entry of table models (format 1 files still load).
@@ -231,7 +231,7 @@ def _build(cls, meta, arrays, backend):
     net._rng.bit_generator.state = rng_state
 
     o = meta["optimizer"]
-    opt_cls, sched_cls = Optimizer.registry.get(o["class"]), Schedule.registry.get(o["schedule"]["class"])
+    opt_cls, sched_cls = subclasses(Optimizer).get(o["class"]), subclasses(Schedule).get(o["schedule"]["class"])
     if opt_cls is None or sched_cls is None:
         raise _Damaged(f"unknown optimizer {o['class']!r} or schedule {o['schedule']['class']!r}")
     schedule = sched_cls(**o["schedule"]["config"])

@@ -2,7 +2,7 @@
 
 The optimizer objects only hold hyper-parameters and state arrays; the update itself runs in
 the backend's ``train_epoch`` (C++ or NumPy), inside the epoch loop, as the row named by the
-optimizer's ``kind`` in the backend's optimizer table. Definitions follow PyTorch's
+optimizer's ``_kind`` in the backend's optimizer table. Definitions follow PyTorch's
 ``torch.optim.SGD``, ``Adam`` and ``AdamW``; weight decay applies to the weights, never the
 biases.
 """
@@ -25,11 +25,6 @@ class Schedule:
     """Base class: ``lr(base_lr)`` is the rate for the coming epoch; ``step(monitored)``
     is called after each epoch with the watched loss (val_loss, else loss)."""
 
-    registry: dict[str, type[Schedule]] = {}  # class name -> class, for model files
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        Schedule.registry[cls.__name__] = cls
 
     def lr(self, base_lr: float) -> float:
         raise NotImplementedError
@@ -164,18 +159,13 @@ class Optimizer:
     """Base class. ``state`` holds the per-parameter arrays (allocated on first use);
     ``step`` counts the updates taken; ``epochs`` the epochs trained.
 
-    A subclass names its update with ``kind`` (a row of the backends' optimizer tables) and
-    lists its hyper-parameters in ``HYPER``: they are its constructor's arguments besides
+    A subclass names its update with ``_kind`` (a row of the backends' optimizer tables) and
+    lists its hyper-parameters in ``_hyper``: they are its constructor's arguments besides
     ``schedule``, its saved configuration and the fields of the backend's OptimizerConfig.
     """
 
-    kind = ""
-    HYPER: tuple[str, ...] = ("lr", "weight_decay")
-    registry: dict[str, type[Optimizer]] = {}  # class name -> class, for model files
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        Optimizer.registry[cls.__name__] = cls
+    _kind = ""
+    _hyper: tuple[str, ...] = ("lr", "weight_decay")
 
     def __init__(self, lr: float, weight_decay: float, schedule: Schedule | None) -> None:
         self.lr = real(lr, "lr", 0.0, None, low_open=True)
@@ -191,8 +181,8 @@ class Optimizer:
 
     def _config(self, lr: float) -> Any:
         """The backend's OptimizerConfig for an epoch at rate lr."""
-        config = _core.OptimizerConfig(self.kind)
-        for key in self.HYPER:
+        config = _core.OptimizerConfig(self._kind)
+        for key in self._hyper:
             setattr(config, key, getattr(self, key))
         config.lr = float(lr)
         return config
@@ -220,7 +210,7 @@ class Optimizer:
 
     def get_config(self) -> dict[str, Any]:
         """The hyper-parameters, as the constructor takes them."""
-        return {key: getattr(self, key) for key in self.HYPER}
+        return {key: getattr(self, key) for key in self._hyper}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -236,8 +226,8 @@ class SGD(Optimizer):
     Biases get the same update without weight decay.
     """
 
-    kind = "sgd"
-    HYPER = ("lr", "momentum", "nesterov", "weight_decay")
+    _kind = "sgd"
+    _hyper = ("lr", "momentum", "nesterov", "weight_decay")
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
                  schedule: Schedule | None = None) -> None:
@@ -255,8 +245,8 @@ class Adam(Optimizer):
     ``W -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
     """
 
-    kind = "adam"
-    HYPER = ("lr", "beta1", "beta2", "eps", "weight_decay")
+    _kind = "adam"
+    _hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0, schedule: Schedule | None = None) -> None:
@@ -274,7 +264,7 @@ class AdamW(Adam):
     parameter group for the biases at ``weight_decay=0``).
     """
 
-    kind = "adamw"
+    _kind = "adamw"
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.01, schedule: Schedule | None = None) -> None:
@@ -312,3 +302,13 @@ class EarlyStopping:
     def __repr__(self) -> str:
         return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, "
                 f"restore_best={self.restore_best})")
+
+
+def subclasses(base: type) -> dict[str, type]:
+    """Every subclass of base, by class name: how model files find an optimizer or a schedule."""
+    found: dict[str, type] = {}
+    cls: type
+    for cls in base.__subclasses__():
+        found[cls.__name__] = cls
+        found.update(subclasses(cls))
+    return found
