@@ -17,6 +17,7 @@ import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from . import _core, reference  # noqa: E402
 from ._history import DivergenceError, History  # noqa: E402
+from ._inspect import check_gradients  # noqa: E402
 from ._network import Network  # noqa: E402
 from .optimizers import (  # noqa: E402
     SGD,
@@ -46,5 +47,5 @@ def get_num_threads() -> int:
 __all__ = [
     "Network", "History", "DivergenceError", "SGD", "Adam", "Constant", "InverseScaling",
     "StepDecay", "ReduceOnPlateau", "EarlyStopping", "set_num_threads", "get_num_threads",
-    "reference", "__version__",
+    "reference", "check_gradients", "__version__",
 ]

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from . import _core, reference
+from . import _core, _inspect, reference
 from ._history import DivergenceError, History
 from .optimizers import SGD, Adam, EarlyStopping, Optimizer, _float, _int
 
@@ -417,6 +417,23 @@ class Network:
         grads = self._backend.gradients(X, Y, self._params(), self.activations, self.loss, w)
         return grads[0::2], grads[1::2]
 
+    def trace(self, X, y, sample_weight=None):
+        """One forward and one backward pass over the rows of X, nothing updated: a Trace with
+        ``loss`` (float), ``output`` (yhat, (n, n_out)), ``dloss`` (dL/dyhat, None under
+        cross-entropy) and ``layers``, one per layer with ``X``, ``Z = X W + b``,
+        ``H = A(Z)``, ``dH`` (dL/dH = dZ_next W_next^T), ``dZ`` (E = dL/dZ = dH * A'(Z)),
+        ``dW = X^T dZ``, ``db = sum(dZ)`` (exactly what ``gradients`` returns) and
+        ``activation``. Refuses (ValueError) more than 100,000 rows or 50 million numbers;
+        see ``denseprop._inspect.LayerTrace`` for every shape and formula."""
+        return _inspect.trace(self, X, y, sample_weight)
+
+    def health(self, X, y=None):
+        """One dict per layer (output layer included) over the rows of X: ``activation``,
+        ``units``, ``dead`` (fraction of units with Z <= 0 on every row; relu-like activations),
+        ``saturated`` (|Z| > 5 on every row; sigmoid, tanh), ``mean_abs_z``, ``max_abs_z``,
+        and with y ``grad_norm`` (Frobenius norm of the layer's dW)."""
+        return _inspect.health(self, X, y)
+
     # ---------------------------------------------------------------- training
 
     def _resolve_optimizer(self, lr, optimizer):
@@ -522,6 +539,7 @@ class Network:
         progress = _Progress(epochs, verbose)
         first_epoch = opt.epochs
         perm = np.empty(n, dtype=np.int64) if shuffle else None
+        watch = _inspect.DeadUnitWatch(self, X, enabled=verbose > 0)
         try:
             for epoch in range(epochs):
                 start = time.perf_counter()
@@ -562,6 +580,7 @@ class Network:
                 record["lr"] = lr
                 history.append(record)
                 progress.update(record)
+                watch.epoch_end(record)  # verbose: warns of layers of mostly dead units
 
                 monitored = record.get("val_loss", loss)
                 opt.epochs += 1
