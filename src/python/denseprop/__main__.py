@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from denseprop import _explain
+
 
 def demo(epochs: int, backend: str) -> int:
     import numpy as np
@@ -48,9 +50,12 @@ def main(argv=None) -> int:
     d = sub.add_parser("demo", help="train two small networks on built-in data")
     d.add_argument("--epochs", type=int, default=20)
     d.add_argument("--backend", choices=("cpp", "numpy"), default="cpp")
+    _explain.add_subcommand(sub)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo(args.epochs, args.backend)
+    if args.command == "explain":
+        return _explain.run(args)
     parser.print_help()
     return 0
 
