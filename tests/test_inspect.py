@@ -546,3 +546,29 @@ def test_dead_unit_watch_keeps_to_its_time_budget():
     big = _inspect.DeadUnitWatch(net, np.zeros((100_000, 4), np.float32))
     assert big.X.shape[0] == _inspect.WATCH_MAX_ROWS
     assert _inspect.DeadUnitWatch(net, X, enabled=False).todo == []
+
+
+# ================================================================================== README
+
+def test_readme_seeing_inside_example_is_what_trace_gives():
+    import json
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Seeing inside", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace = {"dp": dp}
+    checked = 0
+    for line in code.splitlines():
+        statement, _, comment = line.partition("#")
+        if "=" in statement:
+            exec(statement, namespace)  # the example's own set-up lines
+            continue
+        values = re.split(r"\s{2,}", comment.strip())[-1]
+        got = eval(statement, namespace)
+        want = json.loads(f"[{values}]") if "," in statement else json.loads(values)
+        for g, w in (zip(got, want) if isinstance(got, tuple) else [(got, want)]):
+            np.testing.assert_allclose(np.round(np.asarray(g, float), 4), np.asarray(w, float), atol=1e-12,
+                                       err_msg=statement)
+        checked += 1
+    assert checked == 11
