@@ -11,6 +11,8 @@ covered alike.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 import warnings
 
@@ -272,7 +274,17 @@ class DeadUnitWatch:
             f"after epoch {epoch + 1} (Z <= 0 on every one of {self.X.shape[0]} sampled training "
             f"rows, so they pass no gradient); lower the learning rate, scale the inputs to zero "
             f"mean and unit variance, use leaky_relu, or start from a positive bias_init",
-            RuntimeWarning, stacklevel=5)
+            RuntimeWarning, stacklevel=_first_caller_outside())
+
+
+def _first_caller_outside():
+    """The warnings stacklevel of the first caller outside this package, so that a warning
+    points at the user's fit(...) however the training path is split into functions."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1  # level 1: the function calling warnings.warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # ================================================================================== gradient check
