@@ -330,6 +330,30 @@ def test_check_gradients_finds_one_wrong_entry(monkeypatch, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_check_gradients_reports_non_finite_gradients(monkeypatch, backend):
+    rng = np.random.default_rng(8)
+    X, Y = rng.standard_normal((20, 3)), rng.standard_normal((20, 2))
+    net = dp.Network([3, 5, 2], dtype="float64", seed=0, backend=backend)
+
+    def poison(grads):
+        grads[1][2] = np.nan
+
+    _corrupt(monkeypatch, backend, poison)
+    rep = dp.check_gradients(net, X, Y)
+    assert not rep.ok and rep.max_rel_error == np.inf and rep.worst == (0, "b", (2,))
+
+
+def test_check_gradients_refuses_a_non_finite_loss():
+    net = dp.Network([2, 3, 1], dtype="float64", seed=0)
+    X = np.full((3, 2), 1e200)  # finite, but its squared error is not
+    with pytest.raises(ValueError, match="loss is inf"):
+        dp.check_gradients(net, X, np.ones(3))
+    net32 = dp.Network([2, 3, 1], seed=0)  # float32 gradients overflow where float64 does not
+    rep = dp.check_gradients(net32, np.full((3, 2), 1e30), np.ones(3))
+    assert not rep.ok and rep.max_rel_error == np.inf
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_check_gradients_at_kinks(backend):
     """relu at exactly Z = 0 and mae at exactly yhat = y: one-sided slopes differ there, and
     the analytic derivative (one of them) must pass."""
@@ -390,6 +414,7 @@ def test_check_gradients_bad_arguments():
     net = dp.Network([2, 3, 1], seed=0)
     X, y = np.ones((4, 2)), np.ones(4)
     for kw, err in [({"eps": 0.0}, ValueError), ({"eps": float("nan")}, ValueError), ({"eps": "1e-6"}, TypeError),
+                    ({"eps": 1e-20}, ValueError), ({"eps": 0.5}, ValueError),
                     ({"max_checks": 0}, ValueError), ({"max_checks": 2.5}, TypeError),
                     ({"sample_weight": [1, 2]}, ValueError)]:
         with pytest.raises(err):

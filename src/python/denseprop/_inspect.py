@@ -352,14 +352,18 @@ def _allocate(sizes, budget):
     return take
 
 
+EPS_RANGE = (1e-12, 0.1)  # smaller steps vanish in rounding, larger ones in curvature
+
+
 def _check_eps(eps):
     if eps is None:
         return DEFAULT_EPS
     if isinstance(eps, (bool, np.bool_)) or not isinstance(eps, (int, float, np.integer, np.floating)):
         raise TypeError(f"eps must be a float or None, got {type(eps).__name__}")
     eps = float(eps)
-    if not (math.isfinite(eps) and 0 < eps < 1):
-        raise ValueError(f"eps must be in (0, 1), got {eps}; the default (None) is {DEFAULT_EPS:g}")
+    if not EPS_RANGE[0] <= eps <= EPS_RANGE[1]:  # also refuses NaN
+        raise ValueError(f"eps must be between {EPS_RANGE[0]:g} and {EPS_RANGE[1]:g}, got {eps}; "
+                         f"the default (None) is {DEFAULT_EPS:g}")
     return eps
 
 
@@ -371,11 +375,28 @@ def _check_count(x, name):
     return int(x)
 
 
+def _differences(evaluate, flat, i, eps, L0):
+    """(forward difference, backward difference, largest |loss| seen, smaller step) of the loss
+    in parameter flat[i], which is put back exactly afterwards."""
+    old = flat[i]
+    step = eps * max(1.0, abs(old))
+    flat[i] = old + step
+    up = evaluate()
+    h_up = flat[i] - old  # the step actually taken, after rounding
+    flat[i] = old - step
+    down = evaluate()
+    h_down = old - flat[i]
+    flat[i] = old
+    return (up - L0) / h_up, (L0 - down) / h_down, max(abs(up), abs(down), abs(L0)), min(h_up, h_down)
+
+
 def _entry_error(a, fp, fm, L, h, floor):
     """The error of one analytic derivative a against the forward and backward differences fp
     and fm: how far a lies outside the interval they span (widened by the loss's rounding),
     relative to max(|a|, |central difference|, floor). At a kink (relu at 0, mae at y)
     the one-sided slopes differ and the analytic one, being one of them, lies inside."""
+    if not all(map(math.isfinite, (a, fp, fm, L))):
+        return math.inf
     slack = _ROUNDING_ULPS * np.finfo(np.float64).eps * L / h
     lo, hi = min(fp, fm) - slack, max(fp, fm) + slack
     outside = max(lo - a, a - hi, 0.0)
@@ -384,14 +405,24 @@ def _entry_error(a, fp, fm, L, h, floor):
     return outside / max(abs(a), abs(0.5 * (fp + fm)), floor)
 
 
+def _array_errors(evaluate, param, grad, picks, eps, L0, floor_share):
+    """[(error, flat index, central difference)] for the drawn entries of one parameter array;
+    the floor is floor_share of the largest central difference among them."""
+    flat, gflat = param.reshape(-1), grad.reshape(-1)
+    diffs = [(i, *_differences(evaluate, flat, i, eps, L0)) for i in picks]
+    scale = max((abs(0.5 * (fp + fm)) for _, fp, fm, _, _ in diffs if math.isfinite(fp + fm)), default=0.0)
+    return [(_entry_error(float(gflat[i]), fp, fm, L, h, floor_share * scale), i, 0.5 * (fp + fm))
+            for i, fp, fm, L, h in diffs]
+
+
 def check_gradients(net, X, y, eps=None, sample_weight=None, max_checks=2000, seed=0):
     """Checks ``net.gradients`` against finite differences of the loss; returns a GradientReport.
 
     The analytic side is ``net.gradients(X, y, sample_weight)``, in the network's dtype and
     backend, so the float32 kernels are what is checked. The numeric side runs the same
     backend's ``evaluate`` on a float64 copy of the parameters and data, stepping one parameter
-    p at a time by ``h = eps * max(1, |p|)`` (eps defaults to 1e-6): the forward difference
-    ``(L(p+h) - L(p)) / h`` and the backward one ``(L(p) - L(p-h)) / h``.
+    p at a time by ``h = eps * max(1, |p|)`` (eps defaults to 1e-6, between 1e-12 and 0.1):
+    the forward difference ``(L(p+h) - L(p)) / h`` and the backward one ``(L(p) - L(p-h)) / h``.
 
     Rule: the analytic derivative ``a`` must lie between the two one-sided differences,
     widened by the float64 rounding of the loss. For a smooth loss they straddle the exact
@@ -402,11 +433,12 @@ def check_gradients(net, X, y, eps=None, sample_weight=None, max_checks=2000, se
     largest central difference found in the same array: entries far below their array's
     scale, whose relative error is all rounding, are judged against that scale. floor and the
     tolerance ``rep.ok`` uses are per dtype: float32 1e-3 and 5e-3, float64 1e-6 and 1e-6
-    (GRADIENT_FLOOR, GRADIENT_TOLERANCE). In float32 a saturated unit's derivative loses
-    digits to cancellation (sigmoid's ``H (1 - H)`` beyond |Z| of about 11, gelu's
-    ``1 + tanh`` below Z of about -4) and can fail the check although its formula is right:
-    check the same network in float64 to tell the two apart. Where two or more rows sit
-    exactly on a kink of the same parameter the rule may not hold; move X a little.
+    (GRADIENT_FLOOR, GRADIENT_TOLERANCE). A non-finite derivative on either side is an error
+    of inf. In float32 a saturated unit's derivative loses digits to cancellation (sigmoid's
+    ``H (1 - H)`` beyond |Z| of about 11, gelu's ``1 + tanh`` below Z of about -4) and can
+    fail the check although its formula is right: check the same network in float64 to tell
+    the two apart. Where two or more rows sit exactly on a kink of the same parameter the rule
+    may not hold; move X a little.
 
     At most ``max_checks`` parameters are checked (all of them when there are fewer), drawn
     with ``numpy.random.default_rng(seed)`` and shared evenly among the arrays W0, b0, W1, ...,
@@ -422,48 +454,30 @@ def check_gradients(net, X, y, eps=None, sample_weight=None, max_checks=2000, se
     w = net._weights(sample_weight, n)
     dW, db = net.gradients(Xc, Y, w)
     analytic = [g for pair in zip(dW, db) for g in pair]
-    f64 = np.float64
-    params = [p.astype(f64) for p in net._params()]
-    X64, Y64 = Xc.astype(f64), Y.astype(f64)
-    w64 = None if w is None else w.astype(f64)
+    params = [p.astype(np.float64) for p in net._params()]  # the float64 copy the differences step
+    X64, Y64 = Xc.astype(np.float64), Y.astype(np.float64)
+    w64 = None if w is None else w.astype(np.float64)
     be, acts, loss = net._backend, list(net.activations), net.loss
 
     def evaluate():
         return be.evaluate(X64, Y64, params, acts, loss, w64)
 
     L0 = evaluate()
+    if not math.isfinite(L0):
+        raise ValueError(f"the loss is {L0} at these parameters and rows, so it has no finite "
+                         f"differences; check X, y and the weights for extreme values")
     rng = np.random.default_rng(seed)
     take = _allocate([p.size for p in params], max_checks)
-    floor_share = GRADIENT_FLOOR[net.dtype]
-    errors = [None] * len(params)
-    worst = (-1.0, None, None)
+    errors, worst = [None] * len(params), (-1.0, 0, 0, 0.0)
     for k, (p, g) in enumerate(zip(params, analytic)):
-        if not take[k]:
-            continue
-        flat, gflat = p.reshape(-1), g.reshape(-1)
-        picks = np.sort(rng.choice(p.size, take[k], replace=False))
-        diffs = []
-        for i in picks.tolist():
-            old = flat[i]
-            step = eps * max(1.0, abs(old))
-            flat[i] = old + step
-            up = evaluate()
-            h_up = flat[i] - old  # the step actually taken, after rounding
-            flat[i] = old - step
-            down = evaluate()
-            h_down = old - flat[i]
-            flat[i] = old
-            diffs.append((i, (up - L0) / h_up, (L0 - down) / h_down, max(abs(up), abs(down), abs(L0)),
-                          min(h_up, h_down)))
-        scale = max(abs(0.5 * (fp + fm)) for _, fp, fm, _, _ in diffs)
-        errs = []
-        for i, fp, fm, L, h in diffs:
-            e = _entry_error(float(gflat[i]), fp, fm, L, h, floor_share * scale)
-            errs.append(e)
+        if take[k]:
+            picks = np.sort(rng.choice(p.size, take[k], replace=False)).tolist()
+            found = _array_errors(evaluate, p, g, picks, eps, L0, GRADIENT_FLOOR[net.dtype])
+            e, i, numeric = max(found, key=lambda f: f[0])
+            errors[k] = e
             if e > worst[0]:
-                worst = (e, (k, i), 0.5 * (fp + fm))
-        errors[k] = max(errs)
-    err, (k, i), numeric = worst
+                worst = (e, k, i, numeric)
+    err, k, i, numeric = worst
     tol = GRADIENT_TOLERANCE[net.dtype]
     layer, kind = divmod(k, 2)
     index = tuple(int(j) for j in np.unravel_index(i, params[k].shape))

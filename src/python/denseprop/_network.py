@@ -461,7 +461,8 @@ class Network:
         fresh ``SGD(lr)``; ``optimizer`` alone uses that one. ``validation_split=f`` holds
         out the last rows before any shuffling. ``early_stopping`` is a dp.EarlyStopping;
         each callback is called as ``f(record)`` after every epoch and stops training by
-        returning True. ``verbose=1`` shows progress (tqdm when installed).
+        returning True. ``verbose=1`` shows progress (tqdm when installed) and warns
+        (RuntimeWarning) once per layer when more than half of its units are dead.
 
         On KeyboardInterrupt the network keeps the weights of the last completed step. On a
         NaN or infinite loss or weight, fit raises dp.DivergenceError and the network keeps
