@@ -493,16 +493,23 @@ def test_health_backends_agree_and_chunks_do_not_matter(monkeypatch, dtype):
 
 # ================================================================================== fit's warning
 
-def _dying(backend="cpp"):
+def _dying(backend="cpp", rows=400):
     """A network whose ReLU layer is dead from the start (bias -10; the next layer is tanh)."""
     rng = np.random.default_rng(13)
-    X, y = rng.standard_normal((400, 4)), rng.standard_normal(400)
+    X, y = rng.standard_normal((rows, 4)), rng.standard_normal(rows)
     net = dp.Network([4, 16, 8, 1], activation=["relu", "tanh"], seed=0, bias_init=-10.0, backend=backend)
     return net, X, y
 
 
+@pytest.fixture
+def every_epoch(monkeypatch):
+    """The dead-unit check after every epoch, whatever it costs, so tests need not train long."""
+    monkeypatch.setattr(_inspect, "WATCH_BUDGET", np.inf)
+    monkeypatch.setattr(_inspect, "WATCH_FIRST_CHECK", 0.0)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_fit_verbose_warns_once_per_dead_layer(capsys, backend):
+def test_fit_verbose_warns_once_per_dead_layer(capsys, every_epoch, backend):
     net, X, y = _dying(backend)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -518,7 +525,7 @@ def test_fit_verbose_warns_once_per_dead_layer(capsys, backend):
     capsys.readouterr()
 
 
-def test_fit_warns_for_each_dead_layer_including_the_output():
+def test_fit_warns_for_each_dead_layer_including_the_output(capsys, every_epoch):
     rng = np.random.default_rng(14)
     X, y = rng.standard_normal((100, 3)), rng.uniform(1, 2, (100, 2))
     net = dp.Network([3, 6, 2], output_activation="relu", seed=0, bias_init=-5.0)
@@ -528,9 +535,10 @@ def test_fit_warns_for_each_dead_layer_including_the_output():
     messages = sorted(str(w.message) for w in caught if issubclass(w.category, RuntimeWarning))
     assert len(messages) == 2
     assert messages[0].startswith("layer 0 (hidden layer") and messages[1].startswith("layer 1 (output layer")
+    capsys.readouterr()
 
 
-def test_fit_quiet_or_healthy_does_not_warn(capsys):
+def test_fit_quiet_or_healthy_does_not_warn(capsys, every_epoch):
     net, X, y = _dying()
     healthy = dp.Network([4, 16, 8, 1], seed=0)
     with warnings.catch_warnings():
@@ -540,7 +548,15 @@ def test_fit_quiet_or_healthy_does_not_warn(capsys):
     capsys.readouterr()
 
 
-def test_fit_verbose_trains_exactly_as_quiet(capsys):
+def test_fit_warns_within_its_time_budget(capsys):
+    """Unpatched: a fit of well over 2.5 ms of training is checked, and warns."""
+    net, X, y = _dying(rows=20_000)
+    with pytest.warns(RuntimeWarning, match=r"layer 0 \(hidden layer, relu\): 100% of its 16 units"):
+        net.fit(X, y, epochs=20, batch_size=4, verbose=1)
+    capsys.readouterr()
+
+
+def test_fit_verbose_trains_exactly_as_quiet(capsys, every_epoch):
     quiet, X, y = _dying()
     loud, _, _ = _dying()
     quiet.fit(X, y, epochs=3)
@@ -560,14 +576,19 @@ def test_dead_unit_watch_keeps_to_its_time_budget():
     watch.todo = [2]  # a layer that never warns, so it checks whenever the budget allows
     net.activations[2] = "relu"
     net.biases[2][:] = 10.0
-    checks = 0
-    for epoch in range(200):
-        before = watch.spent
-        watch.epoch_end({"epoch": epoch, "time": 1e-7})  # epochs far shorter than one check
-        checks += watch.spent != before
-    assert checks == 1  # the first epoch's; the next 199 have not paid for it yet
-    watch.epoch_end({"epoch": 200, "time": 1.0})
-    assert watch.spent > before  # a long epoch has
+
+    def epochs(count, seconds):
+        checks = 0
+        for _ in range(count):
+            before = watch.spent
+            watch.epoch_end({"epoch": 0, "time": seconds})
+            checks += watch.spent != before
+        return checks
+
+    assert epochs(200, 1e-7) == 0  # 2% of 20 us of training cannot pay for a first check of 50 us
+    assert epochs(1, 1e-3) == 0  # nor 2% of 1 ms
+    assert epochs(10, 0.05) == 10  # 1 ms for each 50 ms epoch pays for its check (tens of us)
+    assert 0 < watch.spent <= _inspect.WATCH_BUDGET * watch.trained
     big = _inspect.DeadUnitWatch(net, np.zeros((100_000, 4), np.float32))
     assert big.X.shape[0] == _inspect.WATCH_MAX_ROWS
     assert _inspect.DeadUnitWatch(net, X, enabled=False).todo == []

@@ -230,9 +230,13 @@ WATCH_ROW_SHARE = 32
 WATCH_MIN_ROWS = 64
 WATCH_MAX_ROWS = 1024
 #: The share of the training time the dead-unit checks may take: after an epoch the check
-#: runs while the checks so far took at most this share of the epochs so far, so epochs
-#: shorter than about 50 checks are checked every few epochs (benchmarks/README.md).
+#: runs when the checks so far and this one (expected to take as long as the last) stay
+#: within this share of the epochs so far, so short epochs are checked every few epochs.
 WATCH_BUDGET = 0.02
+#: What the first check is expected to take: about the least measured (a tiny network's
+#: check, 22-25 us warm, 40-110 us as the first of a fit; benchmarks/README.md), so a fit
+#: of less than WATCH_FIRST_CHECK / WATCH_BUDGET = 2.5 ms of training is not checked.
+WATCH_FIRST_CHECK = 50e-6
 
 
 class DeadUnitWatch:
@@ -243,6 +247,7 @@ class DeadUnitWatch:
         self.net = net
         self.todo = [l for l, a in enumerate(net.activations) if a in DEAD_ACTIVATIONS] if enabled else []
         self.trained = self.spent = 0.0
+        self.last = WATCH_FIRST_CHECK
         self.X = None
         if self.todo:
             n = X.shape[0]
@@ -255,12 +260,13 @@ class DeadUnitWatch:
         if not self.todo:
             return
         self.trained += record["time"]
-        if self.spent > WATCH_BUDGET * self.trained:
+        if self.spent + self.last > WATCH_BUDGET * self.trained:
             return
         start = time.perf_counter()
         found = [(l, _dead(self.net.activations[l], Z.max(axis=0)))
                  for l, Z in _layer_outputs(self.net, self.X, self.todo[-1]) if l in self.todo]
-        self.spent += time.perf_counter() - start
+        self.last = time.perf_counter() - start
+        self.spent += self.last
         for l, dead in found:
             if dead > DEAD_WARNING_FRACTION:
                 self.todo.remove(l)
