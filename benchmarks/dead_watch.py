@@ -2,10 +2,10 @@
 
 For each shape: the median time of a one-epoch fit (verbose=0, so no printing), and the
 median time of one check that verbose=1 adds after an epoch, on the same network and rows
-(alternating); then, in a fit(verbose=1) of 10 epochs (wide: 2), the checks' time over the
-epochs' time as the watch itself counts it (it checks only while that share is within 2%),
-and that fit's median time with the checks over without (alternating; noisy when the
-machine is shared).
+(alternating); then, in a fit(verbose=1) of at least 0.1 s (2 to 200 epochs), the checks'
+time over the epochs' time as the watch itself counts it (it checks only while that share
+stays within 2%), and that fit's median time with the checks over without (alternating;
+noisy when the machine is shared).
 
     python benchmarks/dead_watch.py [--repeats 15] [--dtype float32]
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import statistics
 import time
 
@@ -52,9 +53,9 @@ def main():
     parser.add_argument("--cases", default=None, help="comma-separated names (default: all)")
     args = parser.parse_args()
     chosen = None if args.cases is None else set(args.cases.split(","))
-    print("| shape | rows | sampled rows | epoch (ms) | one check (ms) | one check / epoch | "
-          "checks / epochs in a fit(verbose=1) | that fit's time with / without checks |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| shape | rows | sampled rows | epoch (ms) | one check (ms) | one check / epoch | fit epochs | "
+          "checks / epochs in that fit(verbose=1) | that fit's time with / without checks |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, layers, batch, rows in CASES:
         if chosen is not None and name not in chosen:
             continue
@@ -69,7 +70,7 @@ def main():
 
         def check():
             watch.todo = list(layers_watched)  # always the full check, even after a warning
-            watch.trained = watch.spent = 0.0  # and always within the time budget
+            watch.trained = watch.spent = watch.last = 0.0  # and always within the time budget
             watch.epoch_end({"epoch": 0, "time": 1.0})
 
         epochs, checks = [], []
@@ -77,11 +78,11 @@ def main():
             epochs.append(median_time(lambda: net.fit(X, y, epochs=1, batch_size=batch, lr=lr), 1))
             checks.append(median_time(check, 5))
         epoch, cost = statistics.median(epochs), statistics.median(checks)
-        fit_epochs = 2 if name == "wide" else 10
+        fit_epochs = min(200, max(2, math.ceil(0.1 / epoch)))  # fits of at least 0.1 s
         share = share_in_fit(net, X, y, batch, lr, fit_epochs)
-        whole = fit_with_and_without(net, X, y, batch, lr, repeats, fit_epochs)
+        whole = fit_with_and_without(net, X, y, batch, lr, repeats if epoch * fit_epochs < 1 else 3, fit_epochs)
         print(f"| {name} {layers}, batch {batch} | {rows:,} | {watch.X.shape[0]:,} | {epoch * 1e3:.3f} | "
-              f"{cost * 1e3:.4f} | {cost / epoch:.2%} | {share:.2%} | {whole:+.1%} |", flush=True)
+              f"{cost * 1e3:.4f} | {cost / epoch:.2%} | {fit_epochs} | {share:.2%} | {whole:+.1%} |", flush=True)
 
 
 def share_in_fit(net, X, y, batch, lr, epochs):
