@@ -20,6 +20,7 @@ import scipy_openblas32 as _scipy_openblas32  # noqa: F401
 
 from . import _checks, _core, reference  # noqa: E402
 from ._history import DivergenceError, History  # noqa: E402
+from ._inspect import check_gradients  # noqa: E402
 from ._network import Network  # noqa: E402
 from .optimizers import (  # noqa: E402
     SGD,
@@ -67,5 +68,5 @@ def _usable_cores() -> int:
 __all__ = [
     "Network", "History", "DivergenceError", "SGD", "Adam", "AdamW", "Constant", "InverseScaling",
     "StepDecay", "ReduceOnPlateau", "EarlyStopping", "set_num_threads", "get_num_threads",
-    "reference", "__version__",
+    "reference", "check_gradients", "__version__",
 ]

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Literal
 
-from denseprop import cli
+from denseprop import _explain, cli
 
 
 def demo(epochs: int, backend: Literal["cpp", "numpy"]) -> int:
@@ -61,6 +61,7 @@ def _run_demo(args):
 COMMANDS = {
     **cli.COMMANDS,
     "demo": ("train two small networks on built-in data", _demo_arguments, _run_demo),
+    "explain": (_explain.SUMMARY, _explain.add_arguments, _explain.run),
 }
 
 

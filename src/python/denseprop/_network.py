@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _checks, _core, reference
+from . import _checks, _core, _inspect, reference
 from ._history import DivergenceError, History
 from ._tuning import LARGE_TARGETS, NARROW_COLUMNS
 from ._types import ArrayLike, BackendName, DTypeLike, FloatArray, HiddenActivation, InitName, LossName, OutputActivation
@@ -310,6 +310,23 @@ class Network:
         self._backend.gradients(X, Y, params, self.activations, self.loss, w, grads, self._threads)
         return grads[0::2], grads[1::2]
 
+    def trace(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _inspect.Trace:
+        """One forward and one backward pass over the rows of X, nothing updated: a Trace with
+        ``loss`` (float), ``output`` (yhat, (n, n_out)), ``dloss`` (dL/dyhat, None under
+        cross-entropy) and ``layers``, one per layer with ``X``, ``Z = X W + b``,
+        ``H = A(Z)``, ``dH`` (dL/dH = dZ_next W_next^T), ``dZ`` (E = dL/dZ = dH * A'(Z)),
+        ``dW = X^T dZ``, ``db = sum(dZ)`` (exactly what ``gradients`` returns) and
+        ``activation``. Refuses (ValueError) more than 100,000 rows or 50 million numbers;
+        see ``denseprop._inspect.LayerTrace`` for every shape and formula."""
+        return _inspect.trace(self, X, y, sample_weight)
+
+    def health(self, X: ArrayLike, y: ArrayLike | None = None) -> list[dict[str, Any]]:
+        """One dict per layer (output layer included) over the rows of X: ``activation``,
+        ``units``, ``dead`` (fraction of units with Z <= 0 on every row; relu-like activations),
+        ``saturated`` (|Z| > 5 on every row; sigmoid, tanh), ``mean_abs_z``, ``max_abs_z``,
+        and with y ``grad_norm`` (Frobenius norm of the layer's dW)."""
+        return _inspect.health(self, X, y)
+
     # ---------------------------------------------------------------- training
 
     def _resolve_optimizer(self, lr, optimizer):
@@ -364,7 +381,8 @@ class Network:
         callbacks : callable or list of callables
             Each is called as ``f(record)`` after every epoch; returning True stops training.
         verbose : int or bool, default 0
-            1 (or True): a progress bar (tqdm when installed) and a line per epoch.
+            1 (or True): a progress bar (tqdm when installed) and a line per epoch, and a
+            RuntimeWarning, once per layer, when more than half of a layer's units are dead.
 
         Returns
         -------
@@ -522,6 +540,7 @@ class _Trainer:
         # The last finite epoch's parameters and optimizer state, to restore on divergence.
         self.saved = [np.empty_like(a) for a in self.params + self.opt.state]
         self.stopper = _Stopper(run.early_stopping, self.params)
+        self.watch = _inspect.DeadUnitWatch(net, self.X, enabled=run.verbose > 0)
 
     def train(self, epochs):
         progress = _Progress(epochs, self.run.verbose)
@@ -530,6 +549,7 @@ class _Trainer:
             for epoch in range(epochs):
                 record = self.epoch(epoch, first + epoch)
                 progress.update(record)
+                self.watch.epoch_end(record)  # verbose: warns of layers of mostly dead units
                 if self.should_stop(record):
                     break
             self.stopper.restore(self.params, self.history)
