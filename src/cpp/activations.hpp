@@ -56,16 +56,17 @@ struct Elu : Elementwise {
     template <typename T> static T df(T, T h) { return h > T(0) ? T(1) : h + T(alpha); }
 };
 
-struct Gelu : Elementwise {  // the tanh form
+// The tanh form, 0.5 z (1 + tanh(u)) with u = c (z + a z^3), written as z sigmoid(2u): the same
+// function, without the cancellation of 1 + tanh(u) for negative z (float32's derivative was 0.8%
+// off at z = -4.5 that way).
+struct Gelu : Elementwise {
     static constexpr const char* name = "gelu";
     static constexpr bool needs_z = true;
     static constexpr double c = 0.7978845608028654, a = 0.044715;  // sqrt(2 / pi), the cubic term
-    template <typename T> static T f(T z) {
-        return T(0.5) * z * (T(1) + std::tanh(T(c) * (z + T(a) * z * z * z)));
-    }
+    template <typename T> static T f(T z) { return z * sigmoid(T(2 * c) * (z + T(a) * z * z * z)); }
     template <typename T> static T df(T z, T) {
-        const T t = std::tanh(T(c) * (z + T(a) * z * z * z));
-        return T(0.5) * (T(1) + t) + T(0.5) * z * (T(1) - t * t) * T(c) * (T(1) + T(3 * a) * z * z);
+        const T s = sigmoid(T(2 * c) * (z + T(a) * z * z * z));
+        return s + T(2) * z * s * (T(1) - s) * T(c) * (T(1) + T(3 * a) * z * z);
     }
 };
 

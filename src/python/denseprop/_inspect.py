@@ -444,10 +444,9 @@ def check_gradients(net, X, y, eps=None, sample_weight=None, max_checks=2000, se
     scale, whose relative error is all rounding, are judged against that scale. floor and the
     tolerance ``rep.ok`` uses are per dtype: float32 1e-3 and 5e-3, float64 1e-6 and 1e-6
     (GRADIENT_FLOOR, GRADIENT_TOLERANCE). A non-finite derivative on either side is an error
-    of inf. In float32 a saturated unit's derivative loses digits to cancellation (sigmoid's
-    ``H (1 - H)`` beyond |Z| of about 11, gelu's ``1 + tanh`` below Z of about -4) and can
-    fail the check although its formula is right: check the same network in float64 to tell
-    the two apart. Where two or more rows sit exactly on a kink of the same parameter the rule
+    of inf. In float32 a saturated sigmoid unit's derivative ``H (1 - H)`` loses digits to
+    cancellation beyond |Z| of about 11 and can fail the check although its formula is right:
+    check the same network in float64 to tell the two apart. Where two or more rows sit exactly on a kink of the same parameter the rule
     may not hold; move X a little.
 
     At most ``max_checks`` parameters are checked (all of them when there are fewer), drawn

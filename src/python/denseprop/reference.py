@@ -55,15 +55,15 @@ def _softplus(z):
 
 
 def _gelu(z):
-    c, a = z.dtype.type(_GELU_C), z.dtype.type(_GELU_A)
-    return z.dtype.type(0.5) * z * (1 + np.tanh(c * (z + a * z * z * z)))
+    """The tanh form 0.5 z (1 + tanh(u)), u = c (z + a z^3), as z sigmoid(2u): no cancellation."""
+    c2, a = z.dtype.type(2 * _GELU_C), z.dtype.type(_GELU_A)
+    return z * _sigmoid(c2 * (z + a * z * z * z))
 
 
 def _gelu_grad(z, h):
     c, a = z.dtype.type(_GELU_C), z.dtype.type(_GELU_A)
-    t = np.tanh(c * (z + a * z * z * z))
-    half = z.dtype.type(0.5)
-    return half * (1 + t) + half * z * (1 - t * t) * c * (1 + z.dtype.type(3 * _GELU_A) * z * z)
+    s = _sigmoid(z.dtype.type(2) * c * (z + a * z * z * z))
+    return s + 2 * z * s * (1 - s) * c * (1 + z.dtype.type(3 * _GELU_A) * z * z)
 
 
 def _silu_grad(z, h):
