@@ -16,10 +16,13 @@ which scikit-learn requires.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import warnings
 
 import numpy as np
+import scipy_openblas32
 
 try:
     import scipy.optimize
@@ -33,6 +36,7 @@ try:
     from sklearn.utils.multiclass import (_check_partial_fit_first_call, check_classification_targets,
                                           type_of_target, unique_labels)
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+    from threadpoolctl import ThreadpoolController
 except ImportError as _err:  # pragma: no cover - exercised only without the extra
     raise ImportError("denseprop.sklearn needs scikit-learn >= 1.6 (and SciPy, which it brings): "
                       "pip install 'denseprop[sklearn]'") from _err
@@ -148,6 +152,16 @@ def _sgd(s):
 _OPTIMIZERS = {"adam": _adam, "sgd": _sgd}
 
 
+def _other_blas_single_threaded():
+    """Holds every BLAS but denseprop's at one thread: SciPy's L-BFGS-B makes only vector
+    operations, and its OpenBLAS's spinning threads beside denseprop's cost 30x on 2 cores."""
+    ours = os.path.realpath(scipy_openblas32.get_lib_dir())
+    controller = ThreadpoolController()
+    others = [lib.filepath for lib in controller.lib_controllers
+              if lib.user_api == "blas" and os.path.dirname(os.path.realpath(lib.filepath)) != ours]
+    return controller.select(filepath=others).limit(limits=1) if others else contextlib.nullcontext()
+
+
 def _squared_norm(weights):
     """sum ||W||^2 over the weight matrices, in float64."""
     return sum(float(np.einsum("ij,ij->", w, w, dtype=np.float64)) for w in weights)
@@ -237,15 +251,19 @@ class _DenseMLP(BaseEstimator):
             self.validation_loss_curve_ = None
 
     def _configure_network(self, s):
-        """Threads, backend and scikit-learn's batch normalisation (see Objective in model.hpp)."""
         net = self.network_
         net._threads = s.n_threads
         net.backend = s.backend
+
+    def _objective(self):
+        """scikit-learn's batch normalisation for the network's epochs (Objective in model.hpp):
+        a batch's loss and weight decay divided by its weight sum, squared error averaged over
+        outputs. Set only during a fit, since _core.Objective does not pickle."""
         objective = _core.Objective()
         objective.output_scale = self._output_scale
         objective.by_weight_sum = True
         objective.decay_by_batch = True
-        net._objective = objective
+        return objective
 
     # ------------------------------------------------------------ stochastic solvers
 
@@ -273,12 +291,15 @@ class _DenseMLP(BaseEstimator):
         batch = _batch_rows(s.batch_size, n)
         end = _EpochEnd(self, s, opt, train, val, batch, incremental)
         self.n_iter_ = 0
+        net = self.network_
+        net._objective = self._objective()
         try:
-            self.network_.fit(train[0], train[1], epochs=1 if incremental else s.max_iter, batch_size=batch,
-                              optimizer=opt, shuffle=s.shuffle, sample_weight=train[2],
-                              validation_data=val, callbacks=[end])
+            net.fit(train[0], train[1], epochs=1 if incremental else s.max_iter, batch_size=batch, optimizer=opt,
+                    shuffle=s.shuffle, sample_weight=train[2], validation_data=val, callbacks=[end])
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        finally:
+            net._objective = None
         if s.early_stopping:
             for dst, src in zip(self.coefs_ + self.intercepts_, self._best_params):
                 np.copyto(dst, src)
@@ -330,8 +351,9 @@ class _DenseMLP(BaseEstimator):
                 print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
 
         x0 = np.concatenate([p.ravel() for p in params]).astype(np.float64)
-        result = scipy.optimize.minimize(loss_and_gradient, x0, method="L-BFGS-B", jac=True, callback=record,
-                                         options={"maxiter": s.max_iter, "maxfun": s.max_fun, "gtol": s.tol})
+        with _other_blas_single_threaded():
+            result = scipy.optimize.minimize(loss_and_gradient, x0, method="L-BFGS-B", jac=True, callback=record,
+                                             options={"maxiter": s.max_iter, "maxfun": s.max_fun, "gtol": s.tol})
         unpack(result.x)
         self.n_iter_ = min(int(result.nit), s.max_iter)
         self.loss_ = float(result.fun)
@@ -353,10 +375,26 @@ class _DenseMLP(BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C")
         return self.network_.predict(X)
 
+    def __setstate__(self, state):
+        """Unpickling; arrays that joblib loads as read-only memory maps (mmap_mode="r") become
+        writable copies, since the network's passes and updates take writable arrays."""
+        super().__setstate__(state)
+        net = self.__dict__.get("network_")
+        if net is not None:
+            for arrays in (net.weights, net.biases, net.optimizer.state):
+                _make_writable(arrays)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _make_writable(arrays):
+    """Replaces, in the list itself, each read-only array by a writable copy."""
+    for i, a in enumerate(arrays):
+        if not a.flags.writeable:
+            arrays[i] = np.array(a, order="C")
 
 
 class _EpochEnd:
@@ -745,8 +783,9 @@ class DenseRegressor(RegressorMixin, _DenseMLP):
         return "identity", _regression_loss(self.loss), 1.0 / n_out
 
     def predict(self, X):
-        """Predictions (n_samples,) for one output, else (n_samples, n_outputs)."""
-        p = self._forward(X)
+        """Predictions as float64 (scikit-learn's rule for regressors, whatever the network's
+        dtype): (n_samples,) for one output, else (n_samples, n_outputs)."""
+        p = self._forward(X).astype(np.float64, copy=False)
         return p.ravel() if p.shape[1] == 1 else p
 
     def __sklearn_tags__(self):
