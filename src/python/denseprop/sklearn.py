@@ -190,23 +190,31 @@ class _DenseMLP(BaseEstimator):
         first = not hasattr(self, "network_") or (not s.warm_start and not incremental)
         if incremental and s.solver not in _STOCHASTIC:
             raise AttributeError(f"partial_fit needs solver 'sgd' or 'adam', not {s.solver!r}")
+        if incremental and s.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
         X, y = validate_data(self, X, y, multi_output=True, dtype=s.dtype, order="C", reset=first,
                              y_numeric=not self._classifies)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = self._targets(y, first, incremental, s)
         weights = self._sample_weight(sample_weight, X, y, incremental)
-        if first:
-            self._initialize(s, X.shape[1], Y.shape[1])
-        elif Y.shape[1] != self.n_outputs_:
+        if not first and Y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {Y.shape[1]} outputs but the estimator was fitted with {self.n_outputs_}; "
                              f"set warm_start=False to start over")
+        # One random stream, drawn in scikit-learn's order: initial weights, validation split,
+        # then (here) the seed of the network's shuffles.
+        rng = check_random_state(self.random_state)
+        init = self._draw_initial_parameters(s, rng, X.shape[1], Y.shape[1]) if first else None
+        stops_early = s.early_stopping and s.solver in _STOCHASTIC
+        data = self._split(X, Y, weights, y, s, rng) if stops_early else ((X, Y, weights), None)
+        if first:
+            self._initialize(s, init, int(rng.randint(_SEED_RANGE)))
         self._configure_network(s)
         try:
             if s.solver == "lbfgs":
                 self._fit_lbfgs(X, Y, weights, s)
             else:
-                self._fit_stochastic(X, Y, weights, y, s, incremental)
+                self._fit_stochastic(*data, s, incremental)
         except DivergenceError as err:
             raise ValueError(f"Solver produced non-finite parameter weights: {err}") from err
         return self
@@ -227,16 +235,19 @@ class _DenseMLP(BaseEstimator):
     def _row_class_weights(self, y, incremental):
         return None
 
-    def _initialize(self, s, n_in, n_out):
-        """A new network with scikit-learn's initialisation, and the fitted attributes reset."""
-        rng = check_random_state(self.random_state)
-        out_act, loss, self._output_scale = self._head(n_out)
+    def _draw_initial_parameters(self, s, rng, n_in, n_out):
+        """(layers, (weights, biases)) drawn as scikit-learn draws them."""
         layers = [n_in] + s.hidden + [n_out]
-        init = _glorot(rng, layers, s.activation, s.dtype)
+        return layers, _glorot(rng, layers, s.activation, s.dtype)
+
+    def _initialize(self, s, init, seed):
+        """A new network from the drawn parameters, and the fitted attributes reset."""
+        layers, parameters = init
+        out_act, loss, self._output_scale = self._head(layers[-1])
         self.network_ = Network(layers, activation=s.activation, output_activation=out_act, loss=loss,
-                                dtype=s.dtype, seed=int(rng.randint(_SEED_RANGE)), backend=s.backend, init=init)
+                                dtype=s.dtype, seed=seed, backend=s.backend, init=parameters)
         self.coefs_, self.intercepts_ = self.network_.weights, self.network_.biases
-        self.n_layers_, self.n_outputs_ = len(layers), n_out
+        self.n_layers_, self.n_outputs_ = len(layers), layers[-1]
         self.out_activation_ = _OUT_ACTIVATION_NAMES[out_act]
         self.n_iter_, self.t_ = 0, 0
         self.loss_curve_ = []
@@ -281,10 +292,9 @@ class _DenseMLP(BaseEstimator):
             self._rate = self._rate_init = s.learning_rate_init
         return opt
 
-    def _fit_stochastic(self, X, Y, w, y, s, incremental):
-        if s.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        train, val = self._split(X, Y, w, y, s) if s.early_stopping else ((X, Y, w), None)
+    def _fit_stochastic(self, train, val, s, incremental):
+        if s.early_stopping:
+            self._best_params = [p.copy() for p in self.coefs_ + self.intercepts_]
         opt = self._stochastic_optimizer(s)
         opt.lr = self._rate
         n = train[0].shape[0]
@@ -304,20 +314,20 @@ class _DenseMLP(BaseEstimator):
             for dst, src in zip(self.coefs_ + self.intercepts_, self._best_params):
                 np.copyto(dst, src)
 
-    def _split(self, X, Y, w, y, s):
-        """scikit-learn's validation split: random (stratified for single-output classes)."""
+    def _split(self, X, Y, w, y, s, rng):
+        """scikit-learn's validation split: random, stratified for single-output classes."""
         stratify = y if self._classifies and y.ndim == 1 else None
         arrays = (X, Y) if w is None else (X, Y, w)
-        parts = train_test_split(*arrays, random_state=check_random_state(self.random_state),
-                                 test_size=s.validation_fraction, stratify=stratify)
+        parts = train_test_split(*arrays, random_state=rng, test_size=s.validation_fraction, stratify=stratify)
+        if w is None:
+            parts += [None, None]
         train, val = tuple(parts[0::2]), tuple(parts[1::2])
         if val[0].shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size "
                              "of your dataset.")
-        self._best_params = [p.copy() for p in self.coefs_ + self.intercepts_]
-        if w is None:
-            return train + (None,), val
-        return train, val
+        # C-contiguous for the network (train_test_split's fancy indexing keeps them so).
+        return tuple(None if a is None else np.ascontiguousarray(a) for a in train), \
+            tuple(None if a is None else np.ascontiguousarray(a) for a in val)
 
     # ------------------------------------------------------------ lbfgs
 
@@ -703,8 +713,11 @@ class DenseClassifier(ClassifierMixin, _DenseMLP):
         return self._label_binarizer.inverse_transform(p.ravel() if self.n_outputs_ == 1 else p)
 
     def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes), columns in the order of classes_."""
+        """Class probabilities (n_samples, n_classes), columns in the order of classes_;
+        multi-label: (n_samples, n_labels), each label's probability."""
         p = self._forward(X)
+        if self.out_activation_ == "logistic":
+            _strictly_inside(p)
         return np.column_stack([1 - p[:, 0], p[:, 0]]) if self.n_outputs_ == 1 else p
 
     def predict_log_proba(self, X):
@@ -792,6 +805,13 @@ class DenseRegressor(RegressorMixin, _DenseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def _strictly_inside(p):
+    """A logistic probability is never 0 or 1: values the sigmoid rounded to them become the
+    nearest floats inside (0, 1), so their log and 1 - p stay finite."""
+    info = np.finfo(p.dtype)
+    np.clip(p, info.tiny, 1 - info.epsneg, out=p)
 
 
 def _regression_loss(name):
