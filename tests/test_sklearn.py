@@ -266,6 +266,17 @@ def test_dtype_float32_and_float64():
         assert est.predict_proba(X).dtype == np.dtype(dtype)
 
 
+def test_lbfgs_trains_in_float64_and_stores_the_network_dtype():
+    X, y = classes3()
+    kw = dict(SMALL, solver="lbfgs", max_iter=30)
+    single = DenseClassifier(dtype="float32", **kw).fit(X, y)
+    double = DenseClassifier(dtype="float64", **kw).fit(X.astype(np.float32), y)
+    assert single.coefs_[0].dtype == np.float32 and double.coefs_[0].dtype == np.float64
+    # The same float64 optimisation, from the initial weights rounded to float32 or not.
+    assert single.loss_ == pytest.approx(double.loss_, rel=1e-3)
+    assert single.score(X, y) == pytest.approx(double.score(X, y), abs=0.01)
+
+
 def test_fit_is_reproducible_with_random_state():
     X, y = classes3()
     a = DenseClassifier(max_iter=20, **SMALL).fit(X, y)

@@ -96,6 +96,9 @@ class _Settings:
         self.dtype = c.dtype(est.dtype)
         self.n_threads = None if est.n_threads is None else c.integer(est.n_threads, "n_threads", 1)
         self.backend = c.choice(est.backend, "backend", c.BACKENDS)
+        # L-BFGS's line search needs function values more precise than float32's, so that
+        # solver trains in float64 whatever the network's dtype.
+        self.train_dtype = np.dtype(np.float64) if self.solver == "lbfgs" else self.dtype
         if self.early_stopping and self.solver in _STOCHASTIC and self.validation_fraction == 0:
             raise ValueError("early_stopping=True needs validation_fraction > 0")
 
@@ -162,6 +165,15 @@ def _other_blas_single_threaded():
     return controller.select(filepath=others).limit(limits=1) if others else contextlib.nullcontext()
 
 
+def _twin(net, dtype):
+    """A copy of net in another dtype, on the same backend and threads."""
+    twin = Network(net.layers, activation=net.activations[:-1], output_activation=net.output_activation,
+                   loss=net.loss, dtype=dtype, backend=net.backend,
+                   init=([w.astype(dtype) for w in net.weights], [b.astype(dtype) for b in net.biases]))
+    twin._threads = net._threads
+    return twin
+
+
 def _squared_norm(weights):
     """sum ||W||^2 over the weight matrices, in float64."""
     return sum(float(np.einsum("ij,ij->", w, w, dtype=np.float64)) for w in weights)
@@ -192,7 +204,7 @@ class _DenseMLP(BaseEstimator):
             raise AttributeError(f"partial_fit needs solver 'sgd' or 'adam', not {s.solver!r}")
         if incremental and s.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        X, y = validate_data(self, X, y, multi_output=True, dtype=s.dtype, order="C", reset=first,
+        X, y = validate_data(self, X, y, multi_output=True, dtype=s.train_dtype, order="C", reset=first,
                              y_numeric=not self._classifies)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -334,9 +346,10 @@ class _DenseMLP(BaseEstimator):
     def _fit_lbfgs(self, X, Y, w, s):
         """Full-batch L-BFGS-B (SciPy) on the loss and gradient of all rows, computed by the
         network's backend; the objective is scikit-learn's: data loss / weight sum plus
-        0.5 * alpha * ||W||^2 / weight sum."""
-        net = self.network_
-        params = self.coefs_ + self.intercepts_
+        0.5 * alpha * ||W||^2 / weight sum. In float64, through a float64 twin of a float32
+        network whose weights get the result."""
+        net = self.network_ if self.network_.dtype == X.dtype else _twin(self.network_, X.dtype)
+        params = net.weights + net.biases
         bounds = np.cumsum([0] + [p.size for p in params])
         n = X.shape[0]
         total = float(n if w is None else w.sum(dtype=np.float64))
@@ -348,9 +361,9 @@ class _DenseMLP(BaseEstimator):
 
         def loss_and_gradient(x):
             unpack(x)
-            loss = net.evaluate(X, Y, w) * scale + 0.5 * s.alpha * _squared_norm(self.coefs_) / total
+            loss = net.evaluate(X, Y, w) * scale + 0.5 * s.alpha * _squared_norm(net.weights) / total
             dW, db = net.gradients(X, Y, w)
-            grads = [d * scale + (s.alpha / total) * W for d, W in zip(dW, self.coefs_)] + [d * scale for d in db]
+            grads = [d * scale + (s.alpha / total) * W for d, W in zip(dW, net.weights)] + [d * scale for d in db]
             return loss, np.concatenate([g.ravel() for g in grads]).astype(np.float64)
 
         curve = []
@@ -365,6 +378,8 @@ class _DenseMLP(BaseEstimator):
             result = scipy.optimize.minimize(loss_and_gradient, x0, method="L-BFGS-B", jac=True, callback=record,
                                              options={"maxiter": s.max_iter, "maxfun": s.max_fun, "gtol": s.tol})
         unpack(result.x)
+        for dst, src in zip(self.coefs_ + self.intercepts_, params):
+            np.copyto(dst, src, casting="unsafe")
         self.n_iter_ = min(int(result.nit), s.max_iter)
         self.loss_ = float(result.fun)
         self.loss_curve_ = curve or [self.loss_]
@@ -374,7 +389,7 @@ class _DenseMLP(BaseEstimator):
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={result.status}): "
                           f"{result.message}. Increase max_iter or max_fun, or scale the data "
                           f"(e.g. with StandardScaler).", ConvergenceWarning)
-        if not all(np.isfinite(p).all() for p in params):
+        if not all(np.isfinite(p).all() for p in self.coefs_ + self.intercepts_):
             raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
                              "values and need to be preprocessed (e.g. with StandardScaler).")
 
@@ -542,7 +557,9 @@ _PARAMETERS_DOC = """
     max_fun : int, default=15000
         Function evaluations of lbfgs.
     dtype : "float32" or "float64", default="float32"
-        Precision of the network (inputs are converted to it).
+        Precision of the network (inputs are converted to it). solver="lbfgs" trains in
+        float64 whatever this is (its line search needs more precise losses than float32
+        gives) and stores the result in this dtype.
     n_threads : int or None, default=None
         Threads of this estimator's fits and predictions; None follows ``dp.get_num_threads()``
         (the process's BLAS limits: OPENBLAS_NUM_THREADS/OMP_NUM_THREADS, dp.set_num_threads,
@@ -684,7 +701,7 @@ class DenseClassifier(ClassifierMixin, _DenseMLP):
             if len(np.setdiff1d(classes, self.classes_)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
                                  f"'y' has {classes}.")
-        return np.ascontiguousarray(self._label_binarizer.transform(y), dtype=s.dtype)
+        return np.ascontiguousarray(self._label_binarizer.transform(y), dtype=s.train_dtype)
 
     def _check_classes(self):
         if len(self.classes_) < 2 and self._label_binarizer.y_type_ != "multilabel-indicator":
@@ -790,7 +807,7 @@ class DenseRegressor(RegressorMixin, _DenseMLP):
 
     def _targets(self, y, first, incremental, s):
         _regression_loss(self.loss)
-        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=s.dtype)
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=s.train_dtype)
 
     def _head(self, n_out):
         return "identity", _regression_loss(self.loss), 1.0 / n_out
