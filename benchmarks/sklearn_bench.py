@@ -8,7 +8,7 @@ StandardScaler pipeline around the estimator with default parameters besides ``s
 ``random_state=seed`` (regression targets standardised too, by TransformedTargetRegressor),
 the fit timed, the held-out score (accuracy or R^2) taken. The table
 shows means over the seeds, side by side. A second table times GridSearchCV with n_jobs=1
-and n_jobs=2 on joblib's threading backend. Each system runs in a fresh subprocess per
+and n_jobs=2 on joblib's threading and loky backends and on a Dask LocalCluster. Each system runs in a fresh subprocess per
 solver with the BLAS thread count fixed through the environment before import (as run.py
 does); the two systems alternate.
 """
@@ -81,26 +81,40 @@ def fit_scores(system, solver, names, seeds):
 
 
 def search_times(system, repeats):
-    """GridSearchCV (4 settings x 3 folds on digits) with n_jobs=1 and 2, threading backend."""
+    """GridSearchCV (4 settings x 3 folds on digits): n_jobs=1, and n_jobs=2 on joblib's
+    threading and loky backends and on a 2-process Dask LocalCluster (started untimed)."""
     import joblib
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     X, y, _ = load("digits")
     extra = {"n_threads": 1} if system == "denseprop" else {}
-    grid = {"mlpclassifier__alpha" if system == "sklearn" else "denseclassifier__alpha": [1e-4, 1e-2],
-            "mlpclassifier__hidden_layer_sizes" if system == "sklearn" else "denseclassifier__hidden_layer_sizes":
-                [(64,), (128,)]}
-    times = {1: [], 2: []}
+    step = "denseclassifier" if system == "denseprop" else "mlpclassifier"
+    grid = {f"{step}__alpha": [1e-4, 1e-2], f"{step}__hidden_layer_sizes": [(64,), (128,)]}
+
+    def timed(n_jobs, backend):
+        search = GridSearchCV(make_pipeline(StandardScaler(), estimator(system, True, random_state=0, **extra)),
+                              grid, cv=3, n_jobs=n_jobs)
+        with joblib.parallel_backend(backend):
+            start = time.perf_counter()
+            search.fit(X, y)
+            return time.perf_counter() - start
+
+    modes = {"n_jobs=1": (1, "threading"), "threading": (2, "threading"), "loky": (2, "loky")}
+    times = {mode: [] for mode in modes}
     for _ in range(repeats):
-        for n_jobs in (1, 2):
-            search = GridSearchCV(make_pipeline(StandardScaler(), estimator(system, True, random_state=0, **extra)),
-                                  grid, cv=3, n_jobs=n_jobs)
-            with joblib.parallel_backend("threading"):
-                start = time.perf_counter()
-                search.fit(X, y)
-                times[n_jobs].append(time.perf_counter() - start)
-    return {str(k): v for k, v in times.items()}
+        for mode, (n_jobs, backend) in modes.items():
+            times[mode].append(timed(n_jobs, backend))
+    try:
+        import distributed
+    except ImportError:
+        return times
+    start = time.perf_counter()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster):
+        times["dask start"] = [time.perf_counter() - start]
+        times["dask"] = [timed(2, "dask") for _ in range(repeats)]
+    return times
 
 
 def worker(job):
@@ -150,10 +164,18 @@ def fit_table(results, datasets, solvers):
 
 
 def search_table(searches):
-    lines = ["| system | n_jobs=1 s | n_jobs=2 s | speed-up |", "|---|---|---|---|"]
+    modes = ["n_jobs=1", "threading", "loky", "dask"]
+    lines = ["| system | n_jobs=1 s | threading n_jobs=2 s | loky n_jobs=2 s | Dask cluster n_jobs=2 s "
+             "| speed-up threading / loky / Dask |", "|---|---|---|---|---|---|"]
     for system in SYSTEMS:
-        t1, t2 = statistics.median(searches[system]["1"]), statistics.median(searches[system]["2"])
-        lines.append(f"| {system} | {t1:.2f} | {t2:.2f} | {t1 / t2:.2f}x |")
+        t = {m: statistics.median(searches[system][m]) for m in modes if m in searches[system]}
+        ups = " / ".join(f"{t['n_jobs=1'] / t[m]:.2f}x" if m in t else "-" for m in modes[1:])
+        cells = " | ".join(f"{t[m]:.2f}" if m in t else "-" for m in modes)
+        lines.append(f"| {system} | {cells} | {ups} |")
+    start = [searches[s]["dask start"][0] for s in SYSTEMS if "dask start" in searches[s]]
+    if start:
+        lines.append(f"\nStarting the LocalCluster (2 worker processes) took {min(start):.1f}-{max(start):.1f} s, "
+                     f"not included above.")
     return "\n".join(lines)
 
 
@@ -197,8 +219,8 @@ def main():
           f"{args.threads} BLAS thread(s) per fit)\n")
     print(f"Held-out score (accuracy or R^2) and fit time, means over {args.seeds} seeds:\n")
     print(fit_table(results, datasets, solvers))
-    print(f"\nGridSearchCV on digits (4 settings x 3 folds, default adam), joblib threading backend, "
-          f"medians of {args.search_repeats}; denseprop with n_threads=1:\n")
+    print(f"\nGridSearchCV on digits (4 settings x 3 folds, default adam), medians of {args.search_repeats}; "
+          f"one BLAS thread per fit (denseprop with n_threads=1):\n")
     print(search_table(searches))
     print("\nBLAS: " + "; ".join(f"{s}: {b}" for s, b in blas.items()))
     if args.json:
