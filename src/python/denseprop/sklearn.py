@@ -71,8 +71,8 @@ class _Settings:
     def __init__(self, est):
         c = _checks
         self.hidden = _hidden_layer_sizes(est.hidden_layer_sizes)
-        self.activation = _ACTIVATION_ALIASES.get(est.activation, est.activation)
-        c.choice(self.activation, "activation", c.HIDDEN_ACTIVATIONS)
+        activation = c.choice(est.activation, "activation", tuple(_ACTIVATION_ALIASES) + c.HIDDEN_ACTIVATIONS)
+        self.activation = _ACTIVATION_ALIASES.get(activation, activation)
         self.solver = c.choice(est.solver, "solver", _SOLVERS)
         self.alpha = c.real(est.alpha, "alpha", 0.0)
         self.batch_size = est.batch_size if est.batch_size == "auto" else c.batch_size(est.batch_size)
@@ -82,7 +82,8 @@ class _Settings:
         self.max_iter = c.integer(est.max_iter, "max_iter", 1)
         self.shuffle = c.boolean(est.shuffle, "shuffle")
         self.tol = c.real(est.tol, "tol", 0.0)
-        self.verbose = int(est.verbose) if isinstance(est.verbose, (bool, np.bool_)) else c.integer(est.verbose, "verbose", 0)
+        self.verbose = int(est.verbose) if isinstance(est.verbose, (bool, np.bool_)) else \
+            c.integer(est.verbose, "verbose", 0)
         self.warm_start = c.boolean(est.warm_start, "warm_start")
         self.momentum = c.real(est.momentum, "momentum", 0.0, 1.0, high_open=False)
         self.nesterovs_momentum = c.boolean(est.nesterovs_momentum, "nesterovs_momentum")
@@ -676,8 +677,9 @@ class DenseClassifier(ClassifierMixin, _DenseMLP):
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over X, y (solvers "sgd" and "adam"); returns self.
 
-        ``classes`` (all labels that will ever be seen) is required on the first call, except
-        for multi-label indicator targets. Weights and optimizer state carry over between calls.
+        ``classes`` (all labels that will ever be seen) is required on the first call (for
+        multi-label indicator targets the labels are y's columns, and classes only has to be
+        given). Weights and optimizer state carry over between calls.
         """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
