@@ -279,6 +279,15 @@ def test_lbfgs_trains_in_float64_and_stores_the_network_dtype():
     assert single.score(X, y) == pytest.approx(double.score(X, y), abs=0.01)
 
 
+@pytest.mark.parametrize("cls", [DenseClassifier, DenseRegressor])
+def test_a_rows_outputs_do_not_depend_on_a_small_calls_other_rows(cls):
+    X = 3 * np.random.default_rng(0).uniform(size=(20, 3))
+    est = cls(random_state=1, max_iter=20).fit(X, (X[:, 0] > 1.5).astype(int))
+    method = est.predict_proba if cls is DenseClassifier else est.predict
+    whole = method(X)
+    np.testing.assert_array_equal(np.vstack([method(row[None]) for row in X]).reshape(whole.shape), whole)
+
+
 def test_fit_is_reproducible_with_random_state():
     X, y = classes3()
     a = DenseClassifier(max_iter=20, **SMALL).fit(X, y)

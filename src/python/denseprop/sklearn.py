@@ -60,6 +60,9 @@ _STOCHASTIC = ("adam", "sgd")
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _ADAPTIVE_MIN_RATE = 1e-6  # scikit-learn's "adaptive": stop once the rate would fall below this
 _SEED_RANGE = 2**31 - 1
+# Products of at most this many multiply-adds run in denseprop's own loops rather than
+# OpenBLAS (kSmallGemm in src/cpp/tuning.hpp).
+_SMALL_PRODUCT = 512
 
 
 # --------------------------------------------------------------------------------------
@@ -164,6 +167,12 @@ def _other_blas_single_threaded():
     others = [lib.filepath for lib in controller.lib_controllers
               if lib.user_api == "blas" and os.path.dirname(os.path.realpath(lib.filepath)) != ours]
     return controller.select(filepath=others).limit(limits=1) if others else contextlib.nullcontext()
+
+
+def _rows_past_small_products(layers):
+    """The fewest rows whose products all exceed _SMALL_PRODUCT multiply-adds."""
+    smallest = min(a * b for a, b in zip(layers[:-1], layers[1:]))
+    return _SMALL_PRODUCT // smallest + 1
 
 
 def _twin(net, dtype):
@@ -397,9 +406,18 @@ class _DenseMLP(BaseEstimator):
     # ------------------------------------------------------------ prediction
 
     def _forward(self, X):
+        """The network's outputs for X. A call of very few rows is padded with zero rows so that
+        every product goes through OpenBLAS, as in a larger call: a row's outputs then do not
+        depend on how many rows share the call (denseprop's own loops for the smallest
+        products round differently)."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=self.network_.dtype, order="C")
-        return self.network_.predict(X)
+        n, rows = X.shape[0], _rows_past_small_products(self.network_.layers)
+        if n >= rows:
+            return self.network_.predict(X)
+        padded = np.zeros((rows, X.shape[1]), dtype=X.dtype)
+        padded[:n] = X
+        return self.network_.predict(padded)[:n]
 
     def __setstate__(self, state):
         """Unpickling; arrays that joblib loads as read-only memory maps (mmap_mode="r") become
