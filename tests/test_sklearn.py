@@ -365,6 +365,15 @@ def test_partial_fit_rules():
         DenseClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
 
 
+def test_warm_start_may_switch_early_stopping():
+    X, y = classes3()
+    est = DenseClassifier(warm_start=True, max_iter=3, **SMALL).fit(X, y)
+    est.set_params(early_stopping=True).fit(X, y)
+    assert len(est.validation_scores_) == est.n_iter_ and est.best_loss_ is None
+    est.set_params(early_stopping=False).fit(X, y)
+    assert est.validation_scores_ is None and est.best_loss_ == min(est.loss_curve_[-3:])
+
+
 def test_warm_start_refuses_other_classes():
     X, y = classes3()
     est = DenseClassifier(warm_start=True, max_iter=3, **SMALL).fit(X, y)

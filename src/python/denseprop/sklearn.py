@@ -276,10 +276,15 @@ class _DenseMLP(BaseEstimator):
         self._no_improvement_count = 0
         self._optimizer = None
         self._rate = None
-        if s.early_stopping and s.solver in _STOCHASTIC:
+        self.best_loss_ = np.inf
+        self.validation_scores_ = self.best_validation_score_ = self.validation_loss_curve_ = None
+
+    def _reset_stopping_state(self, s):
+        """A warm start that switches early_stopping on or off starts that rule's records."""
+        if s.early_stopping and self.validation_scores_ is None:
             self.best_loss_, self.validation_scores_, self.best_validation_score_ = None, [], -np.inf
             self.validation_loss_curve_ = []
-        else:
+        elif not s.early_stopping and self.best_loss_ is None:
             self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
             self.validation_loss_curve_ = None
 
@@ -315,6 +320,7 @@ class _DenseMLP(BaseEstimator):
         return opt
 
     def _fit_stochastic(self, train, val, s, incremental):
+        self._reset_stopping_state(s)
         if s.early_stopping:
             self._best_params = [p.copy() for p in self.coefs_ + self.intercepts_]
         opt = self._stochastic_optimizer(s)
