@@ -463,6 +463,33 @@ def test_thread_count_follows_threadpoolctl_limits_set_later():
         dp.set_num_threads(before)
 
 
+@pytest.mark.xfail(reason="the core holds OpenBLAS's process-wide count during a pass: a limit set meanwhile "
+                          "from another thread is not seen, and the pass's end restores the count it cached",
+                   strict=False)
+def test_a_fit_running_in_another_thread_does_not_undo_a_later_limit():
+    """A fit holds OpenBLAS at its own count and restores the count it found when it ends;
+    a threadpoolctl limit set meanwhile must survive that restore."""
+    import threading
+    import time
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = dp.get_num_threads()
+    X, y = make_regression(20000, 64, random_state=0)
+    est = DenseRegressor(hidden_layer_sizes=(256, 256), n_threads=1, max_iter=2, batch_size=64, random_state=0)
+    try:
+        dp.set_num_threads(2)
+        fit = threading.Thread(target=est.fit, args=(X, y))
+        fit.start()
+        time.sleep(0.2)  # inside the first epoch
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            assert dp.get_num_threads() == 1
+            fit.join()
+            assert dp.get_num_threads() == 1
+        assert dp.get_num_threads() == 2
+    finally:
+        fit.join()
+        dp.set_num_threads(before)
+
+
 def test_two_threads_match_one_to_rounding():
     X, y = make_classification(2000, 64, n_informative=20, n_classes=4, random_state=0)
     kw = dict(hidden_layer_sizes=(256,), random_state=0, max_iter=3, batch_size=256)
