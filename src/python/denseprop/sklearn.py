@@ -162,11 +162,17 @@ _OPTIMIZERS = {"adam": _adam, "sgd": _sgd}
 def _other_blas_single_threaded():
     """Holds every BLAS but denseprop's at one thread: SciPy's L-BFGS-B makes only vector
     operations, and its OpenBLAS's spinning threads beside denseprop's cost 30x on 2 cores."""
-    ours = os.path.realpath(scipy_openblas32.get_lib_dir())
-    controller = ThreadpoolController()
-    others = [lib.filepath for lib in controller.lib_controllers
-              if lib.user_api == "blas" and os.path.dirname(os.path.realpath(lib.filepath)) != ours]
-    return controller.select(filepath=others).limit(limits=1) if others else contextlib.nullcontext()
+    global _OTHER_BLAS
+    if _OTHER_BLAS is None:  # finding the libraries reads files: once per process
+        ours = os.path.realpath(scipy_openblas32.get_lib_dir())
+        controller = ThreadpoolController()
+        _OTHER_BLAS = controller.select(filepath=[
+            lib.filepath for lib in controller.lib_controllers
+            if lib.user_api == "blas" and os.path.dirname(os.path.realpath(lib.filepath)) != ours])
+    return _OTHER_BLAS.limit(limits=1) if _OTHER_BLAS.lib_controllers else contextlib.nullcontext()
+
+
+_OTHER_BLAS = None
 
 
 def _rows_past_small_products(layers):
