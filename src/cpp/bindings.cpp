@@ -209,7 +209,7 @@ double evaluate_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle 
 }
 
 template <typename T>
-void gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle params_h, py::handle acts_h,
+double gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle params_h, py::handle acts_h,
                     py::handle loss_h, py::handle grads_h, int threads) {
     Args<T> args;
     const dp::Model<T> m = to_model<T>(params_h, acts_h, loss_h, args);
@@ -221,7 +221,7 @@ void gradients_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::handle p
     const dp::ThreadPlan plan = plan_pass(m, d.n, 0, threads, dp::Pass::gradients);
     dp::BlasThreads blas(plan.blas_threads);
     py::gil_scoped_release nogil;
-    dp::gradients<T>(m, d.X, d.Y, d.w, d.n, plan, gW, gb);
+    return dp::gradients<T>(m, d.X, d.Y, d.w, d.n, plan, gW, gb) / double(d.n);
 }
 
 template <typename T>
@@ -308,6 +308,10 @@ PYBIND11_MODULE(_core, mod) {
     mod.attr("ACTIVATIONS") = names_of(dp::Activations{});
     mod.attr("LOSSES") = names_of(dp::Losses{});
     mod.attr("OPTIMIZERS") = names_of(dp::Optimizers{});
+    // Products of at most this many multiply-adds run in plain loops (they round differently
+    // from OpenBLAS): wrappers that must give a row the same bits whatever rows share its call
+    // read it here.
+    mod.attr("SMALL_GEMM") = dp::tuning::kSmallGemm;
 
     using Config = dp::OptimizerConfig;
     py::class_<Config>(mod, "OptimizerConfig", "The hyper-parameters of one epoch's steps (lr: the epoch's rate).")
@@ -330,7 +334,16 @@ PYBIND11_MODULE(_core, mod) {
         .def(py::init<>())
         .def_readwrite("output_scale", &dp::Objective::output_scale)
         .def_readwrite("by_weight_sum", &dp::Objective::by_weight_sum)
-        .def_readwrite("decay_by_batch", &dp::Objective::decay_by_batch);
+        .def_readwrite("decay_by_batch", &dp::Objective::decay_by_batch)
+        .def(py::pickle(
+            [](const dp::Objective& o) { return py::make_tuple(o.output_scale, o.by_weight_sum, o.decay_by_batch); },
+            [](const py::tuple& t) {
+                if (t.size() != 3) value_error("an Objective's state has 3 fields");
+                dp::Objective o;
+                o.output_scale = t[0].cast<double>(), o.by_weight_sum = t[1].cast<bool>(),
+                o.decay_by_batch = t[2].cast<bool>();
+                return o;
+            }));
 
     using H = py::handle;
     mod.def(
@@ -411,8 +424,8 @@ PYBIND11_MODULE(_core, mod) {
         "gradients",
         [](H X, H Y, H params, H acts, H loss, H w, H grads, H threads) {
             const int t = to_threads(threads);
-            with_dtype(dtype_of_params(params),
-                       [&](auto f) { gradients_impl<decltype(f)>(X, Y, w, params, acts, loss, grads, t); });
+            return with_dtype(dtype_of_params(params),
+                              [&](auto f) { return gradients_impl<decltype(f)>(X, Y, w, params, acts, loss, grads, t); });
         },
         "X"_a, "Y"_a, "params"_a, "activations"_a, "loss"_a, "sample_weight"_a, "grads"_a, "threads"_a = py::none());
     mod.def(

@@ -58,13 +58,14 @@ void evaluate(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_
 }
 
 template <typename T>
-void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n, const ThreadPlan& plan,
-               const std::vector<T*>& gW, const std::vector<T*>& gb) {
+double gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n, const ThreadPlan& plan,
+                 const std::vector<T*>& gW, const std::vector<T*>& gb) {
     for (int l = 0; l < m.n_layers(); ++l) {  // n == 0 leaves zero gradients
         std::fill(gW[l], gW[l] + (std::size_t)m.fan_in(l) * m.fan_out(l), T(0));
         std::fill(gb[l], gb[l] + m.fan_out(l), T(0));
     }
-    if (n <= 0) return;
+    double total = 0.0;
+    if (n <= 0) return total;
     const int chunk = plan.chunk_rows;
     Workspace<T> ws(m, chunk, true);
     const T scale = T(1.0 / double(n));
@@ -72,13 +73,14 @@ void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64
         const int rows = (int)std::min<std::int64_t>(chunk, n - s);
         const T* Xc = X + s * m.n_in();
         ws.forward(Xc, rows);
-        ws.loss(Y + s * m.n_out(), w ? w + s : nullptr, rows, scale, nullptr);
+        total += ws.loss(Y + s * m.n_out(), w ? w + s : nullptr, rows, scale, nullptr);
         ws.backward(
             Xc, rows, [&](int l) { return WeightSide<T>{gW[l], T(1), T(1)}; },
             [&](int l) {
                 for (int j = 0; j < m.fan_out(l); ++j) gb[l][j] += ws.db()[j];
             });
     }
+    return total;
 }
 
 // Which loop trains an epoch:
@@ -106,8 +108,8 @@ void train_epoch(const Model<T>& m, Epoch<T>& e) {
     template bool forward<T>(const Model<T>&, const T*, std::int64_t, const ThreadPlan&, T*, bool);           \
     template void evaluate<T>(const Model<T>&, const T*, const T*, const T*, std::int64_t, const ThreadPlan&, \
                               double*);                                                                       \
-    template void gradients<T>(const Model<T>&, const T*, const T*, const T*, std::int64_t, const ThreadPlan&, \
-                               const std::vector<T*>&, const std::vector<T*>&);                               \
+    template double gradients<T>(const Model<T>&, const T*, const T*, const T*, std::int64_t, const ThreadPlan&, \
+                                 const std::vector<T*>&, const std::vector<T*>&);                             \
     template void train_epoch<T>(const Model<T>&, Epoch<T>&);
 
 DP_INSTANTIATE_PASSES(float)

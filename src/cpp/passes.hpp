@@ -25,9 +25,9 @@ template <typename T>
 void evaluate(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n, const ThreadPlan& plan,
               double* metrics);
 
-// gW[l], gb[l] = gradients of (1/n) sum_i w_i loss_i over all n rows.
+// gW[l], gb[l] = gradients of (1/n) sum_i w_i loss_i over all n rows; returns sum_i w_i loss_i.
 template <typename T>
-void gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n, const ThreadPlan& plan,
+double gradients(const Model<T>& m, const T* X, const T* Y, const T* w, std::int64_t n, const ThreadPlan& plan,
                const std::vector<T*>& gW, const std::vector<T*>& gb);
 
 // One epoch of mini-batch training: rows visited in the order `perm` (null: 0 .. n-1) in

@@ -97,12 +97,17 @@ BlasThreads::BlasThreads(int threads) {
     if (threads == user) return;
     if (g_passes++ == 0) g_user_count = user;
     scipy_openblas_set_num_threads(threads);
+    held_ = threads;
     active_ = true;
 }
 
 BlasThreads::~BlasThreads() {
     if (!active_) return;
     std::lock_guard<std::mutex> lock(g_blas_mutex);
+    // A count set meanwhile from outside (threadpoolctl calls OpenBLAS directly) is the user's
+    // new setting; one equal to the held count cannot be told apart from the hold.
+    const int now = scipy_openblas_get_num_threads();
+    if (now != held_) g_user_count = now;
     if (--g_passes == 0) scipy_openblas_set_num_threads(g_user_count);
 }
 

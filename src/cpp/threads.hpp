@@ -52,7 +52,8 @@ int user_threads();             // the user's count: OpenBLAS's own, unless a pa
 void set_user_threads(int n);   // takes effect now, or when the passes holding OpenBLAS end
 
 // Sets OpenBLAS to `threads` for its lifetime (when that differs from the user's count), and
-// back to the user's count when the last such pass ends.
+// back to the user's count when the last such pass ends. OpenBLAS's count is the process's: a
+// limit set from outside while a pass holds it is kept unless it equals the held count.
 class BlasThreads {
   public:
     explicit BlasThreads(int threads);
@@ -62,6 +63,7 @@ class BlasThreads {
 
   private:
     bool active_ = false;
+    int held_ = 0;  // the count this pass set
 };
 
 // ---------------------------------------------------------------------------------------

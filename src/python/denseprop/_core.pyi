@@ -12,6 +12,7 @@ FloatArray = NDArray[np.float32] | NDArray[np.float64]
 ACTIVATIONS: tuple[str, ...]
 LOSSES: tuple[str, ...]
 OPTIMIZERS: tuple[str, ...]
+SMALL_GEMM: int
 
 class OptimizerConfig:
     def __init__(self, kind: str) -> None: ...
@@ -50,7 +51,7 @@ def evaluate(X: FloatArray, Y: FloatArray, params: Sequence[FloatArray], activat
              sample_weight: FloatArray | None = None, metrics: NDArray[np.float64] | None = None,
              threads: int | None = None) -> float: ...
 def gradients(X: FloatArray, Y: FloatArray, params: Sequence[FloatArray], activations: Sequence[str], loss: str,
-              sample_weight: FloatArray | None, grads: Sequence[FloatArray], threads: int | None = None) -> None: ...
+              sample_weight: FloatArray | None, grads: Sequence[FloatArray], threads: int | None = None) -> float: ...
 def train_epoch(X: FloatArray, Y: FloatArray, params: Sequence[FloatArray], activations: Sequence[str], loss: str,
                 batch_size: int, perm: NDArray[np.int64] | None, sample_weight: FloatArray | None,
                 optimizer: OptimizerConfig, state: Sequence[FloatArray], step: NDArray[np.int64] | None,

@@ -192,6 +192,11 @@ class Network:
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self.backend = self._backend_name
+        # joblib.load(..., mmap_mode="r") gives read-only arrays; training writes the live ones.
+        for arrays in (self.weights, self.biases, self.optimizer.state):
+            for i, a in enumerate(arrays):
+                if not a.flags.writeable:
+                    arrays[i] = np.array(a, order="C")
 
     def __repr__(self) -> str:
         return (f"Network({self.layers}, activation={self.activation!r}, "
@@ -304,11 +309,18 @@ class Network:
         """``(dW, db)``: the gradients of ``evaluate(X, y, sample_weight)``, one array per layer,
         shaped as ``weights`` and ``biases``."""
         self._check_idle("compute gradients")
-        X, Y, w = self._data(X, y, sample_weight)
+        _, dW, db = self._loss_and_gradients(X, y, sample_weight)
+        return dW, db
+
+    def _loss_and_gradients(self, X: Any, Y: Any, w: Any) -> tuple[float, list[FloatArray], list[FloatArray]]:
+        """evaluate() and gradients() from the same forward passes (for full-batch optimizers
+        such as L-BFGS); X, Y, w are checked as gradients() checks them (no copy when they are
+        already the network's)."""
+        X, Y, w = self._data(X, Y, w)
         params = self._params()
         grads = [np.empty_like(p) for p in params]
-        self._backend.gradients(X, Y, params, self.activations, self.loss, w, grads, self._threads)
-        return grads[0::2], grads[1::2]
+        loss = self._backend.gradients(X, Y, params, self.activations, self.loss, w, grads, self._threads)
+        return float(loss), grads[0::2], grads[1::2]
 
     def trace(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _inspect.Trace:
         """One forward and one backward pass over the rows of X, nothing updated: a Trace with

@@ -317,23 +317,26 @@ def evaluate(X, Y, params, activations, loss, sample_weight=None, metrics=None, 
 
 
 def gradients(X, Y, params, activations, loss, sample_weight, grads, threads=None):
-    """Writes into grads = [dW0, db0, dW1, db1, ...] the gradients of evaluate() over all rows."""
+    """Writes into grads = [dW0, db0, dW1, db1, ...] the gradients of evaluate() over all rows;
+    returns evaluate()'s loss, from the same forward passes."""
     Ws, bs = _layers(params)
     for g in grads:
         g[...] = 0
     n = X.shape[0]
     chunk = _chunk_rows(params, n, threads, "gradients")
-    scale = 1.0 / n
+    scale, total = 1.0 / n, 0.0
     for s in range(0, n, chunk):
         sl = slice(s, s + chunk)
         Xc = X[sl]
         cache = _forward_layers(Ws, bs, activations, Xc)
         z, h = cache[-1]
         w = None if sample_weight is None else sample_weight[sl]
-        _, dZ = _loss_grad(loss, activations[-1], z, h, Y[sl], w, scale)
+        part, dZ = _loss_grad(loss, activations[-1], z, h, Y[sl], w, scale)
+        total += part
         for l, inp, d in _backward_layers(Ws, activations, Xc, cache, dZ):
             grads[2 * l] += inp.T @ d
             grads[2 * l + 1] += d.sum(axis=0)
+    return total / n
 
 
 def train_epoch(X, Y, params, activations, loss, batch_size, perm, sample_weight, optimizer, state, step,
