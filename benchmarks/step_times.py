@@ -4,7 +4,7 @@
                                     [--epochs 7] [--json out.json]
 
 Times one ``_core.train_epoch`` call per epoch on the benchmark workloads' data, network and
-SGD (no Python work between epochs is timed), and prints the median microseconds per step.
+SGD (no Python work between epochs is timed), and prints the median nanoseconds per step.
 Run it from two environments in turn (see README.md, "Comparing two builds"): the whole-fit
 benchmark is noisier than a change to the step can be on the small workloads.
 """
@@ -62,7 +62,7 @@ def measure(name, threads, epochs):
         net._backend.shuffled_order(int(rng.integers(0, 2**63)), perm)
         start = time.perf_counter()
         run(X, Y, perm)
-        times.append((time.perf_counter() - start) / steps * 1e6)
+        times.append((time.perf_counter() - start) / steps * 1e9)
     return statistics.median(times[1:])
 
 
@@ -77,7 +77,7 @@ def main(argv=None):
     for t in [int(t) for t in args.threads.split(",")]:
         for name in args.workloads.split(","):
             out[f"{name}/{t}"] = measure(name, t, args.epochs)
-            print(f"{name:8s} threads={t}  {out[f'{name}/{t}']:10.3f} us/step", flush=True)
+            print(f"{name:8s} threads={t}  {out[f'{name}/{t}']:12.1f} ns/step", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f)

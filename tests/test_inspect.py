@@ -280,8 +280,9 @@ def _corrupt(monkeypatch, backend, change):
     real = module.gradients
 
     def wrong(X, Y, params, activations, loss, sample_weight, grads, *rest):
-        real(X, Y, params, activations, loss, sample_weight, grads, *rest)  # writes into grads
+        mean_loss = real(X, Y, params, activations, loss, sample_weight, grads, *rest)  # fills grads
         change(grads)
+        return mean_loss
 
     monkeypatch.setattr(module, "gradients", wrong)
 

@@ -22,7 +22,7 @@ struct Residual {
 
 struct Mse : Residual {  // (1/2) r^2: the textbook's cost, with derivative r
     static constexpr const char* name = "mse";
-    static double value(double r) { return 0.5 * r * r; }
+    static double value(double r) { return 0.5 * (r * r); }  // r * r shared with the R^2 sums
     template <typename T> static T grad(T r) { return r; }
 };
 

@@ -314,11 +314,11 @@ class _DenseMLP(BaseEstimator):
         its hyper-parameters follow the current parameters."""
         fresh = _OPTIMIZERS[s.solver](s)
         opt = self._optimizer
-        if opt is None or opt.kind != fresh.kind:
+        if opt is None or type(opt) is not type(fresh):
             self._optimizer, self._rate, self._rate_init = fresh, s.learning_rate_init, s.learning_rate_init
             return fresh
-        for key in fresh.HYPER:
-            setattr(opt, key, getattr(fresh, key))
+        for key, value in fresh.get_config().items():
+            setattr(opt, key, value)
         if self._rate_init != s.learning_rate_init:
             self._rate = self._rate_init = s.learning_rate_init
         return opt
