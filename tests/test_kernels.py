@@ -156,6 +156,7 @@ def test_optimizer_table_is_the_same_on_both_backends():
 def test_name_tables_are_the_same_on_both_backends():
     assert tuple(_core.ACTIVATIONS) == tuple(reference.ACTIVATIONS)
     assert tuple(_core.LOSSES) == tuple(reference.LOSSES)
+    assert all(_core.metrics_size(k) == reference.metrics_size(k) for k in (1, 2, 10))
 
 
 # ------------------------------------------------------------------ argument checks
@@ -330,7 +331,7 @@ def test_forward_on_several_threads_gives_the_same_bits(dtype, threads):
 
 BACKEND_FUNCTIONS = ["gemm", "dense_forward", "dense_backward", "activation_forward", "activation_backward",
                      "loss_forward", "loss_backward", "optimizer_update", "forward", "evaluate", "gradients",
-                     "train_epoch", "shuffled_order"]
+                     "train_epoch", "shuffled_order", "metrics_size"]
 
 
 @pytest.mark.parametrize("name", BACKEND_FUNCTIONS)
@@ -423,3 +424,95 @@ def test_forward_check_finite_finds_bad_values_in_any_chunk(dtype, backend, wher
     keep = np.ones(len(X), bool)
     keep[where] = False
     np.testing.assert_array_equal(out[keep], good[keep])
+
+
+# ------------------------------------------------------------------ found in review
+
+def test_a_wide_layer_split_among_many_threads_stays_in_bounds():
+    """Part bounds of a shared product are 64-bit: N * p overflowed int for an 8M-wide layer and
+    300 threads, and the update wrote into the bias array."""
+    n_out = 8_000_000
+    W = np.zeros((1, n_out), np.float32)
+    b = np.full(n_out, 0.1, np.float32)
+    X = np.ones((2, 1), np.float32)
+    Y = np.ones((2, n_out), np.float32)
+    assert _core.plan_threads([1, n_out], 2, 2, 300, "train")["team"] == 300
+    _core.train_epoch(X, Y, [W, b], ["identity"], "mse", 2, None, None, config("sgd", lr=1.0), [],
+                      np.zeros(1, np.int64), np.zeros(2 + n_out), None, 300)
+    # One step of plain SGD from W = 0, b = 0.1 on rows x = 1, y = 1: dZ = (0.1 - 1) / 1 per row.
+    np.testing.assert_allclose(W, 0.9, rtol=1e-6)
+    np.testing.assert_allclose(b, 0.1 + 0.9, rtol=1e-6)
+
+
+def test_plan_of_a_huge_pass_has_no_negative_team():
+    plan = _core.plan_threads([64, 64, 1], 2**63 - 1, 0, 2, "predict")
+    assert plan["team"] == 2 and plan["chunk_rows"] > 0
+
+
+def test_labelled_passes_refuse_no_rows():
+    X, Y = np.ones((0, 2)), np.ones((0, 1))
+    params = [np.ones((2, 1)), np.zeros(1)]
+    with pytest.raises(ValueError, match="no rows"):
+        _core.evaluate(X, Y, params, ["identity"], "mse")
+    with pytest.raises(ValueError, match="no rows"):
+        _core.gradients(X, Y, params, ["identity"], "mse", None, [np.empty((2, 1)), np.empty(1)])
+    with pytest.raises(ValueError, match="no rows"):
+        _core.train_epoch(X, Y, params, ["identity"], "mse", 1, None, None, config("sgd"), [], None, None)
+
+
+def test_overlapping_passes_leave_the_users_thread_count():
+    """A pass holding OpenBLAS at 3 threads while others hold it at 1: when all end, OpenBLAS is
+    back at the user's count."""
+    import threading
+    before = _core.get_num_threads()
+    rng = np.random.default_rng(0)
+    big = [rng.standard_normal((512, 512)).astype(np.float32), np.zeros(512, np.float32)]
+    small = [np.ones((4, 8), np.float32), np.zeros(8, np.float32), np.ones((8, 1), np.float32), np.zeros(1, np.float32)]
+    Xb, Xs = rng.standard_normal((4096, 512)).astype(np.float32), np.ones((100, 4), np.float32)
+    assert _core.plan_threads([512, 512], 4096, 0, 3, "predict")["blas_threads"] == 3
+    try:
+        _core.set_num_threads(2)
+        stop = threading.Event()
+
+        def small_passes():
+            out = np.empty((100, 1), np.float32)
+            while not stop.is_set():
+                _core.forward(Xs, small, ["relu", "identity"], out, False, 2)
+        t = threading.Thread(target=small_passes)
+        t.start()
+        out = np.empty((4096, 512), np.float32)
+        for _ in range(20):
+            _core.forward(Xb, big, ["identity"], out, False, 3)
+        stop.set()
+        t.join()
+        assert _core.get_num_threads() == 2 and _core.blas_info()["threads"] == 2
+    finally:
+        _core.set_num_threads(before)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork")
+def test_a_forked_child_gets_the_users_thread_count_back():
+    """A fork while another thread's pass holds OpenBLAS at one thread: the child, which has
+    none of the parent's passes, runs with the user's count."""
+    import os
+    import threading
+    before = _core.get_num_threads()
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal((64, 64)).astype(np.float32), np.zeros(64, np.float32)]
+    X = rng.standard_normal((200_000, 64)).astype(np.float32)
+    try:
+        _core.set_num_threads(2)
+        assert _core.plan_threads([64, 64], 200_000, 0, 2, "evaluate")["blas_threads"] == 1
+        Y = np.zeros((200_000, 64), np.float32)
+        holding = threading.Thread(target=lambda: [_core.evaluate(X, Y, params, ["identity"], "mse") for _ in range(20)])
+        holding.start()
+        while _core.blas_info()["threads"] != 1 and holding.is_alive():
+            pass
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 when the count is the user's
+            os._exit(0 if _core.get_num_threads() == 2 and _core.blas_info()["threads"] == 2 else 1)
+        _, status = os.waitpid(pid, 0)
+        holding.join()
+        assert os.WEXITSTATUS(status) == 0
+    finally:
+        _core.set_num_threads(before)

@@ -284,10 +284,12 @@ struct Data {
     const T *X = nullptr, *Y = nullptr, *w = nullptr;
     std::int64_t n = 0;
 
+    // Labelled data (need_y) is what a loss is averaged over: it needs a row.
     Data(py::handle X_h, py::handle Y_h, py::handle w_h, const dp::Model<T>& m, bool need_y, Args<T>& args) {
         Shape xs;
         X = args.in(X_h, "X", kAny, m.n_in(), &xs);
         n = xs.rows;
+        if (need_y && n == 0) value_error("X has no rows; pass at least one sample");
         if (need_y && Y_h.is_none()) type_error("Y must be an array, got None");
         if (!Y_h.is_none()) Y = args.in(Y_h, "Y", n, m.n_out());
         if (!w_h.is_none()) w = args.in(w_h, "sample_weight", n, kVector);
@@ -320,6 +322,32 @@ double* metrics_of(py::handle h, int n_out, std::vector<double>& own, Args<T>& a
     expect_length("metrics", s, dp::metrics_size(n_out));
     args.outs.push_back(span_of(h, "metrics"));
     return p;
+}
+
+// The visiting order of an epoch's rows: int64 (n), every entry a row index; null when None.
+inline const std::int64_t* perm_of(py::handle h, std::int64_t n, std::vector<Span>& ins) {
+    if (h.is_none()) return nullptr;
+    Shape s;
+    const std::int64_t* perm = view<std::int64_t>(h, "perm", 1, false, &s);
+    expect_length("perm", s, n);
+    for (std::int64_t i = 0; i < n; ++i)
+        if (perm[i] < 0 || perm[i] >= n)
+            value_error("perm[" + std::to_string(i) + "] = " + std::to_string(perm[i]) + " is not a row index in [0, " +
+                        std::to_string(n) + ")");
+    ins.push_back(span_of(h, "perm"));
+    return perm;
+}
+
+// The optimizer's step counter: an int64 array of shape (1,) holding a count, written in place;
+// `own` when None.
+inline std::int64_t* step_of(py::handle h, std::int64_t* own, std::vector<Span>& outs) {
+    if (h.is_none()) return own;
+    Shape s;
+    std::int64_t* step = view<std::int64_t>(h, "step", 1, true, &s);
+    expect_length("step", s, 1);
+    if (*step < 0) value_error("step must hold a count >= 0, got " + std::to_string(*step));
+    outs.push_back(span_of(h, "step"));
+    return step;
 }
 
 }  // namespace dp::args

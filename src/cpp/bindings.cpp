@@ -234,27 +234,11 @@ double train_epoch_impl(py::handle X_h, py::handle Y_h, py::handle w_h, py::hand
     const Data<T> d(X_h, Y_h, w_h, m, true, args);
     dp::Epoch<T> e;
     e.X = d.X, e.Y = d.Y, e.w = d.w, e.n = d.n, e.batch = batch_size, e.opt = opt, e.objective = objective;
-    if (!perm_h.is_none()) {
-        Shape ps;
-        e.perm = view<std::int64_t>(perm_h, "perm", 1, false, &ps);
-        expect_length("perm", ps, d.n);
-        for (std::int64_t i = 0; i < d.n; ++i)
-            if (e.perm[i] < 0 || e.perm[i] >= d.n)
-                value_error("perm[" + std::to_string(i) + "] = " + std::to_string(e.perm[i]) +
-                            " is not a row index in [0, " + std::to_string(d.n) + ")");
-        args.ins.push_back(span_of(perm_h, "perm"));
-    }
+    e.perm = perm_of(perm_h, d.n, args.ins);
     e.state = param_like<T>(state_h, "state", m, dp::states_per_param(opt), args);
     std::vector<double> own;
     e.metrics = metrics_of(metrics_h, m.n_out(), own, args);
-    std::int64_t own_step = 0, *step = &own_step;
-    if (!step_h.is_none()) {
-        Shape s;
-        step = view<std::int64_t>(step_h, "step", 1, true, &s);
-        expect_length("step", s, 1);
-        if (*step < 0) value_error("step must hold a count >= 0, got " + std::to_string(*step));
-        args.outs.push_back(span_of(step_h, "step"));
-    }
+    std::int64_t own_step = 0, *step = step_of(step_h, &own_step, args.outs);
     args.check_overlap();
     e.plan = plan_pass(m, d.n, batch_size, threads, dp::Pass::train, !dp::is_plain_sgd(opt));
     SignalPoll poll;
@@ -294,17 +278,8 @@ py::tuple names_of(List) {
 
 }  // namespace
 
-// Every function's contract is that of its NumPy twin in denseprop/reference.py.
-PYBIND11_MODULE(_core, mod) {
-    mod.doc() = "denseprop's C++ backend: the functions of denseprop.reference, on C-contiguous native float32 or\n"
-                "float64 arrays, nothing converted or copied. Arguments are checked for memory safety only.";
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (const dp::MemoryShortage& e) {
-            PyErr_SetString(PyExc_MemoryError, e.what());
-        }
-    });
+// The name lists of the tables, and the classes that carry settings across.
+static void define_tables(py::module_& mod) {
     mod.attr("ACTIVATIONS") = names_of(dp::Activations{});
     mod.attr("LOSSES") = names_of(dp::Losses{});
     mod.attr("OPTIMIZERS") = names_of(dp::Optimizers{});
@@ -345,7 +320,12 @@ PYBIND11_MODULE(_core, mod) {
                 return o;
             }));
 
+}
+
+// The single operations of a layer, a loss and an optimizer.
+static void define_operations(py::module_& mod) {
     using H = py::handle;
+    using Config = dp::OptimizerConfig;
     mod.def(
         "gemm",
         [](H A, H B, H C, H ta, H tb, H alpha, H beta) {
@@ -400,6 +380,12 @@ PYBIND11_MODULE(_core, mod) {
                        [&](auto f) { optimizer_update_impl<decltype(f)>(c, param, grad, state, t, wd); });
         },
         "config"_a, "param"_a, "grad"_a, "state"_a, "step"_a, "decay"_a);
+}
+
+// The whole-network passes.
+static void define_passes(py::module_& mod) {
+    using H = py::handle;
+    using Config = dp::OptimizerConfig;  // train_epoch's optimizer
     mod.def(
         "forward",
         [](H X, H params, H acts, H out, H check, H threads) {
@@ -441,7 +427,14 @@ PYBIND11_MODULE(_core, mod) {
         },
         "X"_a, "Y"_a, "params"_a, "activations"_a, "loss"_a, "batch_size"_a, "perm"_a, "sample_weight"_a,
         "optimizer"_a, "state"_a, "step"_a, "metrics"_a, "objective"_a = py::none(), "threads"_a = py::none());
+}
+
+// Threads, memory and the BLAS library.
+static void define_runtime(py::module_& mod) {
+    using H = py::handle;
     mod.def("shuffled_order", &shuffled_order_impl, "seed"_a, "out"_a);
+    mod.def("metrics_size", [](H n_out) { return dp::metrics_size((int)to_integer(n_out, "n_out", 1, INT_MAX)); },
+            "n_out"_a);
 
     mod.def(
         "plan_threads",
@@ -473,4 +466,22 @@ PYBIND11_MODULE(_core, mod) {
                         "core"_a = std::string(scipy_openblas_get_corename()),
                         "threads"_a = scipy_openblas_get_num_threads());
     });
+}
+
+// Every function's contract is that of its NumPy twin in denseprop/reference.py.
+PYBIND11_MODULE(_core, mod) {
+    mod.doc() = "denseprop's C++ backend: the functions of denseprop.reference, on C-contiguous native float32 or\n"
+                "float64 arrays, nothing converted or copied. Arguments are checked for memory safety only.";
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const dp::MemoryShortage& e) {
+            PyErr_SetString(PyExc_MemoryError, e.what());
+        }
+    });
+    dp::watch_forks();
+    define_tables(mod);
+    define_operations(mod);
+    define_passes(mod);
+    define_runtime(mod);
 }

@@ -22,7 +22,8 @@ double available_memory();
 void ensure_memory(double bytes, const std::string& what, const std::string& fix);
 
 // Elements of workspace a pass over `rows` rows of a net with widths `sizes` allocates (an upper
-// bound): activations, plus the backward pass's error buffers, plus one gradient per parameter.
+// bound): activations, plus for a backward pass the error buffers and the batch's gathered rows
+// (inputs and targets), plus with `gradients` one gradient per parameter.
 double workspace_elements(const std::vector<int>& sizes, std::int64_t rows, bool backward, bool gradients);
 
 }  // namespace dp

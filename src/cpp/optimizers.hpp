@@ -88,7 +88,7 @@ inline int states_per_param(const OptimizerConfig& c) {
 
 // Plain SGD without momentum: its step can be folded into the weight-gradient product.
 inline bool is_plain_sgd(const OptimizerConfig& c) {
-    return c.kind == Opt(IndexOf<Sgd, Optimizers>::value) && c.momentum == 0.0;
+    return c.kind == Opt(IndexOf<Sgd, Optimizers>::value) && Sgd::states(c) == 0;
 }
 
 // One step on parameter p (n) with gradient g and its state arrays s (states_per_param of them).

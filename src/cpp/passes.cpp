@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <exception>
 
 #include "strategies.hpp"
 #include "workspace.hpp"
@@ -17,29 +16,23 @@ bool forward(const Model<T>& m, const T* X, std::int64_t n, const ThreadPlan& pl
     const std::int64_t n_chunks = (n + chunk - 1) / chunk;
     const int parts = (int)std::min<std::int64_t>(std::max(plan.team, 1), n_chunks);
     // Part p takes a contiguous run of chunks with its own workspace; the chunk boundaries do
-    // not depend on the number of parts, so neither does any row's output.
+    // not depend on the number of parts, so neither does any row's output. An exception in a
+    // part reaches the caller (TeamThreads::run rethrows it).
     std::vector<char> ok(parts, 1);
-    std::vector<std::exception_ptr> errors(parts);
     run_parts(parts, [&](int p) {
-        try {
-            Workspace<T> ws(m, chunk, false);
-            for (std::int64_t c = n_chunks * p / parts; c < n_chunks * (p + 1) / parts; ++c) {
-                const std::int64_t s = c * chunk;
-                const int rows = (int)std::min<std::int64_t>(chunk, n - s);
-                const T* Xc = X + s * m.n_in();
-                if (check_finite && !all_finite(Xc, (std::size_t)rows * m.n_in())) {
-                    ok[p] = 0;
-                    return;
-                }
-                ws.forward(Xc, rows);
-                std::memcpy(out + s * m.n_out(), ws.output(), sizeof(T) * (std::size_t)rows * m.n_out());
+        Workspace<T> ws(m, chunk, false);
+        for (std::int64_t c = n_chunks * p / parts; c < n_chunks * (p + 1) / parts; ++c) {
+            const std::int64_t s = c * chunk;
+            const int rows = (int)std::min<std::int64_t>(chunk, n - s);
+            const T* Xc = X + s * m.n_in();
+            if (check_finite && !all_finite(Xc, (std::size_t)rows * m.n_in())) {
+                ok[p] = 0;
+                return;
             }
-        } catch (...) {
-            errors[p] = std::current_exception();
+            ws.forward(Xc, rows);
+            std::memcpy(out + s * m.n_out(), ws.output(), sizeof(T) * (std::size_t)rows * m.n_out());
         }
     });
-    for (const std::exception_ptr& e : errors)
-        if (e) std::rethrow_exception(e);
     return std::all_of(ok.begin(), ok.end(), [](char v) { return v != 0; });
 }
 

@@ -65,7 +65,7 @@ ThreadPlan plan_threads(const std::vector<int>& sizes, std::int64_t rows, int ba
     const bool hold = threads > 1 && plan.chunk_rows * largest < kThreadedProduct;
     plan.blas_threads = hold ? 1 : threads;
     if (pass == Pass::predict && hold && rows * macs >= kParallelForwardWork) {
-        const std::int64_t chunks = (rows + plan.chunk_rows - 1) / plan.chunk_rows;
+        const std::int64_t chunks = rows / plan.chunk_rows + (rows % plan.chunk_rows != 0);
         plan.team = (int)std::min<std::int64_t>(threads, chunks);
     }
     return plan;
@@ -73,42 +73,84 @@ ThreadPlan plan_threads(const std::vector<int>& sizes, std::int64_t rows, int ba
 
 // ---------------------------------------------------------------------------------------
 // OpenBLAS's threads
+//
+// OpenBLAS has one thread count for the whole process. While passes hold it, the user's count
+// is kept here, and the count denseprop last set tells a change made from outside (threadpoolctl
+// calls OpenBLAS directly) from denseprop's own: a different live count is the user's new one.
 
 namespace {
-std::mutex g_blas_mutex;
-int g_passes = 0;       // passes holding OpenBLAS at a count of their own
-int g_user_count = 1;   // the user's count while g_passes > 0
+
+struct BlasState {
+    std::mutex mutex;
+    std::vector<int> holds;   // the counts the running passes hold, oldest first
+    int user = 1;             // the user's count while holds is not empty
+    int last_set = 0;         // the count denseprop last gave OpenBLAS
+    bool restore = false;     // a forked child must give OpenBLAS the user's count back
+};
+// Never deleted: a forked child replaces it (the parent's mutex may have been held at the fork).
+BlasState* g_blas = new BlasState;
+
+// The user's count: OpenBLAS's own, unless passes hold it and nobody changed it since.
+int user_count_locked(BlasState& b) {
+    const int now = scipy_openblas_get_num_threads();
+    if (b.restore) {
+        b.restore = false;
+        scipy_openblas_set_num_threads(b.user);
+        return b.user;
+    }
+    if (b.holds.empty()) return now;
+    if (now != b.last_set) b.user = now;  // changed from outside during a pass
+    return b.user;
+}
+
+void set_locked(BlasState& b, int n) {
+    scipy_openblas_set_num_threads(n);
+    b.last_set = n;
+}
+
+void forget_blas_holds() {
+    BlasState* fresh = new BlasState;
+    fresh->user = g_blas->user;
+    fresh->restore = !g_blas->holds.empty();  // the child has none of the parent's passes
+    g_blas = fresh;
+}
+
 }  // namespace
 
 int user_threads() {
-    std::lock_guard<std::mutex> lock(g_blas_mutex);
-    return g_passes ? g_user_count : scipy_openblas_get_num_threads();
+    std::lock_guard<std::mutex> lock(g_blas->mutex);
+    return user_count_locked(*g_blas);
 }
 
 void set_user_threads(int n) {
-    std::lock_guard<std::mutex> lock(g_blas_mutex);
-    if (g_passes) g_user_count = n;
-    else scipy_openblas_set_num_threads(n);
+    std::lock_guard<std::mutex> lock(g_blas->mutex);
+    BlasState& b = *g_blas;
+    user_count_locked(b);
+    b.user = n;
+    if (b.holds.empty()) scipy_openblas_set_num_threads(n);
 }
 
-BlasThreads::BlasThreads(int threads) {
-    std::lock_guard<std::mutex> lock(g_blas_mutex);
-    const int user = g_passes ? g_user_count : scipy_openblas_get_num_threads();
-    if (threads == user) return;
-    if (g_passes++ == 0) g_user_count = user;
-    scipy_openblas_set_num_threads(threads);
-    held_ = threads;
+BlasThreads::BlasThreads(int threads) : held_(threads) {
+    std::lock_guard<std::mutex> lock(g_blas->mutex);
+    BlasState& b = *g_blas;
+    const int user = user_count_locked(b);
+    if (b.holds.empty() && threads == user) return;  // nothing to hold
+    if (b.holds.empty()) b.user = user;
+    b.holds.push_back(threads);
+    if (scipy_openblas_get_num_threads() != threads) set_locked(b, threads);
+    else b.last_set = threads;
     active_ = true;
 }
 
 BlasThreads::~BlasThreads() {
     if (!active_) return;
-    std::lock_guard<std::mutex> lock(g_blas_mutex);
-    // A count set meanwhile from outside (threadpoolctl calls OpenBLAS directly) is the user's
-    // new setting; one equal to the held count cannot be told apart from the hold.
-    const int now = scipy_openblas_get_num_threads();
-    if (now != held_) g_user_count = now;
-    if (--g_passes == 0) scipy_openblas_set_num_threads(g_user_count);
+    std::lock_guard<std::mutex> lock(g_blas->mutex);
+    BlasState& b = *g_blas;
+    user_count_locked(b);
+    const auto it = std::find(b.holds.begin(), b.holds.end(), held_);
+    if (it != b.holds.end()) b.holds.erase(it);  // absent after a fork: the child has its own state
+    // The most recent remaining hold, or the user's count when none remains.
+    set_locked(b, b.holds.empty() ? b.user : b.holds.back());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -127,19 +169,29 @@ std::mutex g_shared_mutex;
 // interpreter shuts down is not safe; the process's end takes them.
 TeamThreads* g_shared = nullptr;
 std::once_flag g_fork_handler;
-// A forked child has none of the parent's helpers: it starts a team of its own. If another
-// thread held the mutex at the fork, the child's copy stays locked and the child runs its
-// parts on its own thread.
-void forget_shared_team() { g_shared = nullptr; }
+// A forked child has none of the parent's helpers or passes: it starts a team of its own and
+// gives OpenBLAS the user's count back. If another thread held the team's mutex at the fork, the
+// child's copy stays locked and the child runs its parts on its own thread.
+void forget_parent_threads() {
+    g_shared = nullptr;
+    forget_blas_holds();
+}
 
 }  // namespace
 
-void run_parts(int parts, TeamJob job) {
+void watch_forks() {
 #if defined(__unix__) || defined(__APPLE__)
-    std::call_once(g_fork_handler, [] { pthread_atfork(nullptr, nullptr, forget_shared_team); });
+    std::call_once(g_fork_handler, [] { pthread_atfork(nullptr, nullptr, forget_parent_threads); });
 #endif
+}
+
+void run_parts(int parts, TeamJob job) {
+    if (parts <= 1) {  // no team: the shared one stays free for a call that has parts to share
+        for (int p = 0; p < parts; ++p) job(p);
+        return;
+    }
     std::unique_lock<std::mutex> lock(g_shared_mutex, std::try_to_lock);
-    if (parts <= 1 || !lock.owns_lock()) {
+    if (!lock.owns_lock()) {
         for (int p = 0; p < parts; ++p) job(p);
         return;
     }
@@ -239,9 +291,11 @@ void Products<T>::gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* 
         return;
     }
     const int parts = team_->size();
-    if (by_columns) {  // blocks of 16 columns: whole cache lines of C and B per thread
+    // Part bounds in 64 bits: N * p overflows int for a wide layer and a large team.
+    auto bound = [parts](int n, int p) { return int(std::int64_t(n) * p / parts); };
+    if (by_columns && N >= 16 * parts) {  // blocks of 16 columns: whole cache lines of C and B per thread
         team_->run([&](int p) {
-            const int n0 = (N * p / parts) & ~15, n1 = p + 1 == parts ? N : (N * (p + 1) / parts) & ~15;
+            const int n0 = bound(N, p) & ~15, n1 = p + 1 == parts ? N : bound(N, p + 1) & ~15;
             if (n0 < n1)
                 dp::gemm<T>(ta, tb, M, n1 - n0, K, alpha, A, lda, tb ? B + (std::size_t)n0 * ldb : B + n0, ldb, beta,
                             C + n0, ldc);
@@ -249,7 +303,7 @@ void Products<T>::gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* 
         return;
     }
     team_->run([&](int p) {
-        const int m0 = M * p / parts, m1 = M * (p + 1) / parts;
+        const int m0 = bound(M, p), m1 = bound(M, p + 1);
         if (m0 < m1)
             dp::gemm<T>(ta, tb, m1 - m0, N, K, alpha, ta ? A + m0 : A + (std::size_t)m0 * lda, lda, B, ldb, beta,
                         C + (std::size_t)m0 * ldc, ldc);

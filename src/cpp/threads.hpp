@@ -8,7 +8,7 @@
 //   a limit set through threadpoolctl is never undone by a cached count.
 // - TeamThreads is denseprop's one mechanism for its own threads: a calling thread plus helpers
 //   that run the parts of one operation together. fit keeps a team for its epoch; predict uses
-//   the team shared by calls (run_on_shared_team).
+//   the team shared by calls (run_parts).
 // - Products splits one matrix product among a team; SharedRowGather lets helpers copy the next
 //   batch's rows while they would otherwise wait.
 #pragma once
@@ -51,9 +51,10 @@ bool split_by_columns(int n_in, int n_out);
 int user_threads();             // the user's count: OpenBLAS's own, unless a pass holds it
 void set_user_threads(int n);   // takes effect now, or when the passes holding OpenBLAS end
 
-// Sets OpenBLAS to `threads` for its lifetime (when that differs from the user's count), and
-// back to the user's count when the last such pass ends. OpenBLAS's count is the process's: a
-// limit set from outside while a pass holds it is kept unless it equals the held count.
+// Sets OpenBLAS to `threads` for its lifetime (unless no pass holds it and that is the user's
+// count), then to the most recent remaining pass's count, or back to the user's when none
+// remains. OpenBLAS's count is the process's: a limit set from outside while a pass holds it is
+// kept unless it equals the count denseprop last set, which it cannot be told from.
 class BlasThreads {
   public:
     explicit BlasThreads(int threads);
@@ -62,9 +63,13 @@ class BlasThreads {
     BlasThreads& operator=(const BlasThreads&) = delete;
 
   private:
+    int held_;
     bool active_ = false;
-    int held_ = 0;  // the count this pass set
 };
+
+// Installs, once, the fork handler that lets a forked child forget its parent's threads and
+// holds (the bindings call it at import).
+void watch_forks();
 
 // ---------------------------------------------------------------------------------------
 // Teams
@@ -129,8 +134,8 @@ class TeamThreads {
 
 // Runs job(part) for every part in [0, parts): on the team shared by calls (started on first
 // use, started again when `parts` changes, forgotten in a forked child), so that short passes
-// do not pay for starting threads; on the calling thread alone, one part after another, when
-// another call is using that team.
+// do not pay for starting threads; on the calling thread alone, one part after another, for one
+// part or when another call is using that team.
 void run_parts(int parts, TeamJob job);
 
 // ---------------------------------------------------------------------------------------

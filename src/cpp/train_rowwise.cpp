@@ -36,48 +36,32 @@ class RowwiseTrainer {
     }
 
     void run(EpochPoll<T>& poll) {
-        for (std::int64_t s = 0; s < e_.n; s += e_.batch) {
-            const int rows = (int)std::min<std::int64_t>(e_.batch, e_.n - s);
-            const std::int64_t* idx = e_.perm ? e_.perm + s : nullptr;
-            auto row = [&](int r) { return idx ? idx[r] : s + r; };
-            const BatchScale bs = batch_scale(e_, rows, [&](int r) { return e_.w[row(r)]; });
-            if (!bs.skip) e_.metrics[0] += bs.loss_weight * batch(rows, row, bs);
-            if (poll(rows)) break;
+        for (std::int64_t s = 0; s < e_.n; ++s) {  // batches of one row
+            const std::int64_t i = e_.perm ? e_.perm[s] : s;
+            const BatchScale bs = batch_scale(e_, 1, [&](int) { return e_.w[i]; });
+            if (!bs.skip) e_.metrics[0] += bs.loss_weight * step(i, bs);
+            if (poll(1)) break;
         }
     }
 
   private:
-    // One batch, row r being data row row(r); returns the sum of its weighted row losses.
-    template <class Row>
-    DP_SCALAR_LOOPS double batch(int rows, Row row, const BatchScale& bs) {
-        // Plain SGD on a batch of one row updates the weights during the backward pass.
-        const bool direct = plain_sgd_ && rows == 1;
-        if (!direct)
-            for (int l = 0; l < L_; ++l) {
-                std::fill(gW_[l].begin(), gW_[l].end(), T(0));
-                std::fill(gb_[l].begin(), gb_[l].end(), T(0));
-            }
+    // One optimizer step on data row i; returns its weighted loss. Plain SGD updates the
+    // weights during the backward pass; the other optimizers step from the row's gradient.
+    DP_SCALAR_LOOPS double step(std::int64_t i, const BatchScale& bs) {
         const SgdStep<T> sgd_w(T(e_.opt.lr), T(bs.decay)), sgd_b(T(e_.opt.lr), T(0));  // no decay on biases
-        double loss = 0.0;
-        for (int r = 0; r < rows; ++r) {
-            const std::int64_t i = row(r);
-            const T* x = e_.X + i * m_.n_in();
-            forward(x);
-            const int o = offset_[L_ - 1];
-            loss += loss_forward_backward<T>(m_.loss, m_.acts[L_ - 1], 1, m_.n_out(), z_.data() + o, h_.data() + o,
-                                             e_.Y + i * m_.n_out(), e_.w ? e_.w + i : nullptr, T(bs.scale),
-                                             d_cur_.data(), e_.metrics + 1);
-            backward(x, direct, sgd_w, sgd_b);
-        }
-        if (!direct) {
-            const std::int64_t t = ++e_.step;
-            for (int l = 0; l < L_; ++l) {
-                T* const* sw = e_.state.data() + (std::size_t)k_ * (2 * l);
-                optimizer_update<T>(e_.opt, gW_[l].size(), m_.W[l], gW_[l].data(), sw, T(bs.decay), t);
-                optimizer_update<T>(e_.opt, gb_[l].size(), m_.b[l], gb_[l].data(), sw + k_, T(0), t);
-            }
-        } else {
-            ++e_.step;
+        const T* x = e_.X + i * m_.n_in();
+        forward(x);
+        const int o = offset_[L_ - 1];
+        const double loss = loss_forward_backward<T>(m_.loss, m_.acts[L_ - 1], 1, m_.n_out(), z_.data() + o,
+                                                     h_.data() + o, e_.Y + i * m_.n_out(), e_.w ? e_.w + i : nullptr,
+                                                     T(bs.scale), d_cur_.data(), e_.metrics + 1);
+        backward(x, sgd_w, sgd_b);
+        const std::int64_t t = ++e_.step;
+        if (plain_sgd_) return loss;
+        for (int l = 0; l < L_; ++l) {
+            T* const* sw = e_.state.data() + (std::size_t)k_ * (2 * l);
+            optimizer_update<T>(e_.opt, gW_[l].size(), m_.W[l], gW_[l].data(), sw, T(bs.decay), t);
+            optimizer_update<T>(e_.opt, gb_[l].size(), m_.b[l], gb_[l].data(), sw + k_, T(0), t);
         }
         return loss;
     }
@@ -107,24 +91,24 @@ class RowwiseTrainer {
         }
     }
 
-    // From the output error in d_cur_, each layer's gradient added to gW_, gb_ (or, `direct`,
-    // its plain SGD step taken at once), and the error of the layer below from the old weights.
-    DP_SCALAR_LOOPS void backward(const T* x, bool direct, const SgdStep<T>& sgd_w, const SgdStep<T>& sgd_b) {
+    // From the output error in d_cur_, each layer's gradient into gW_, gb_ (plain SGD: its step
+    // taken at once), and the error of the layer below from the weights before the update.
+    DP_SCALAR_LOOPS void backward(const T* x, const SgdStep<T>& sgd_w, const SgdStep<T>& sgd_b) {
         for (int l = L_ - 1; l >= 0; --l) {
             const int fi = m_.fan_in(l), fo = m_.fan_out(l);
             const T* in = l == 0 ? x : h_.data() + offset_[l - 1];
             T* W = m_.W[l];
             const T* d = d_cur_.data();
             if (l > 0) below_error(l, in);
-            if (direct) {
+            if (plain_sgd_) {
                 for (int k = 0; k < fi; ++k)
                     for (int j = 0; j < fo; ++j) W[(std::size_t)k * fo + j] = sgd_w(W[(std::size_t)k * fo + j], in[k] * d[j]);
                 for (int j = 0; j < fo; ++j) m_.b[l][j] = sgd_b(m_.b[l][j], d[j]);
             } else {
                 T* g = gW_[l].data();
                 for (int k = 0; k < fi; ++k)
-                    for (int j = 0; j < fo; ++j) g[(std::size_t)k * fo + j] += in[k] * d[j];
-                for (int j = 0; j < fo; ++j) gb_[l][j] += d[j];
+                    for (int j = 0; j < fo; ++j) g[(std::size_t)k * fo + j] = in[k] * d[j];
+                std::copy(d, d + fo, gb_[l].data());
             }
             if (l > 0) std::swap(d_cur_, d_prev_);
         }
@@ -158,7 +142,7 @@ class RowwiseTrainer {
     const int k_;
     std::vector<T> z_, h_, d_cur_, d_prev_;  // one row per layer, concatenated; errors of two layers
     std::vector<int> offset_;                // start of layer l's row in z_ and h_
-    std::vector<std::vector<T>> gW_, gb_;    // gradient sums over the batch
+    std::vector<std::vector<T>> gW_, gb_;    // the row's gradient (optimizers other than plain SGD)
 };
 
 }  // namespace

@@ -1,7 +1,7 @@
 // The unrolled trainer: the textbook shape, one hidden layer of ReLUs a few units wide trained one
-// row at a time with plain SGD, compiled for each width and output activation (ReLU or identity)
-// so every loop is unrolled: there the per-row work is a few dozen multiply-adds and loop control
-// would otherwise cost more than the arithmetic.
+// row at a time with plain SGD, compiled for each width so every loop is unrolled (the output's
+// ReLU or identity is a flag): there the per-row work is a few dozen multiply-adds and loop
+// control would otherwise cost more than the arithmetic.
 #include <algorithm>
 
 #include "losses.hpp"
@@ -146,7 +146,7 @@ UnrolledRows<T> unrolled_for(const Model<T>& m) {
 
 template <typename T>
 bool unrolled_applies(const Model<T>& m, const Epoch<T>& e) {
-    return m.n_layers() == 2 && std::min<std::int64_t>(e.batch, e.n) == 1 && m.loss == loss_of<Mse> &&
+    return m.n_layers() == 2 && e.batch == 1 && m.loss == loss_of<Mse> &&
            is_plain_sgd(e.opt) && e.objective.is_default() && m.acts[0] == act_of<Relu> &&
            (m.acts[1] == act_of<Relu> || m.acts[1] == act_of<Identity>) && unrolled_for(m) != nullptr;
 }

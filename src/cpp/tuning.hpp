@@ -71,7 +71,8 @@ constexpr int kSignalPollMs = 20;
 // Memory guard: work needing less than this is never checked against the available memory.
 constexpr double kCheckedBytes = 256.0 * (1 << 20);
 
-// Bindings: a product of at least this many flops releases the GIL (a release costs ~50 ns).
+// Bindings: a product of at least this many flops releases the GIL; below it, the release costs
+// more than the product.
 constexpr double kReleaseGilFlops = 2e5;
 
 }  // namespace dp::tuning

@@ -278,7 +278,7 @@ class Network:
         return classes[:, 0] if self.n_out == 1 else classes
 
     def _metrics(self, X, Y, w):
-        metrics = np.zeros(2 + self.n_out)
+        metrics = np.zeros(self._backend.metrics_size(self.n_out))
         self._backend.evaluate(X, Y, self._params(), self.activations, self.loss, w, metrics, self._threads)
         return metrics
 
@@ -607,7 +607,7 @@ class _Trainer:
         net, opt = self.net, self.opt
         if self.perm is not None:  # one draw per epoch seeds the backend's own, faster shuffle
             net._backend.shuffled_order(net._rng.integers(0, 2**64, dtype=np.uint64), self.perm)
-        metrics = np.zeros(2 + net.n_out)
+        metrics = np.zeros(net._backend.metrics_size(net.n_out))
         step = np.array([opt.step], dtype=np.int64)
         try:
             net._backend.train_epoch(self.X, self.Y, self.params, net.activations, net.loss, self.run.batch_size,

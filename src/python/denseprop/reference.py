@@ -147,6 +147,12 @@ def _loss_grad(loss, out_act, Z, H, Y, w, scale):
     return float(total), dZ
 
 
+def metrics_size(n_out):
+    """Entries of the metrics that evaluate and train_epoch add to: [sum of w_i loss_i, weighted
+    correct rows, weighted squared error of each output]."""
+    return 2 + n_out
+
+
 def _add_metrics(loss, out_act, H, Y, w, metrics):
     wf = np.ones(H.shape[0]) if w is None else w.astype(np.float64)
     if LOSSES[loss] is None:
@@ -303,7 +309,7 @@ def evaluate(X, Y, params, activations, loss, sample_weight=None, metrics=None, 
     metrics (2 + n_out) gets [sum_i w_i loss_i, weighted correct rows, weighted squared error
     per output] added."""
     Ws, bs = _layers(params)
-    metrics = np.zeros(2 + Y.shape[1]) if metrics is None else metrics
+    metrics = np.zeros(metrics_size(Y.shape[1])) if metrics is None else metrics
     before = metrics[0]
     chunk = _chunk_rows(params, X.shape[0], threads, "evaluate")
     for s in range(0, X.shape[0], chunk):
@@ -354,7 +360,7 @@ def train_epoch(X, Y, params, activations, loss, batch_size, perm, sample_weight
     """
     Ws, bs = _layers(params)
     n = X.shape[0]
-    metrics = np.zeros(2 + Y.shape[1]) if metrics is None else metrics
+    metrics = np.zeros(metrics_size(Y.shape[1])) if metrics is None else metrics
     step = np.zeros(1, np.int64) if step is None else step
     k = optimizer.states()
     before = metrics[0]
