@@ -264,6 +264,13 @@ def test_pipeline_output_class_labels(skl2onnx):
     assert_labels_equal(label, pipe.predict(X))
 
 
+@pytest.mark.parametrize("zipmap", [True, False])
+def test_option_nocl_is_refused(skl2onnx, zipmap):
+    pipe, X = pipeline("strings")
+    with pytest.raises(RuntimeError, match="'nocl' is not implemented"):
+        skl2onnx.to_onnx(pipe, X[:1], options={DenseClassifier: {"nocl": True, "zipmap": zipmap}})
+
+
 def test_float64_probabilities_through_zipmap_are_refused_with_the_fix(skl2onnx):
     pipe, X = pipeline("binary", "float64")
     with pytest.raises(ValueError, match=r"ZipMap.*float32.*'zipmap': False"):

@@ -23,7 +23,9 @@ from . import _onnx
 from .sklearn import _probability_bounds
 
 CLASSIFIER_ALIAS, REGRESSOR_ALIAS = "DensepropDenseClassifier", "DensepropDenseRegressor"
-# skl2onnx's options for scikit-learn's MLPClassifier; its parser applies them after our converter.
+# skl2onnx's options for scikit-learn's MLPClassifier, which its parser applies after our converter.
+# "nocl" (ZipMap keyed by class index) is refused, as several of skl2onnx's converters refuse it:
+# for MLPClassifier it makes graphs onnxruntime cannot run for text classes.
 CLASSIFIER_OPTIONS = {"zipmap": [True, False, "columns"], "output_class_labels": [False, True],
                       "nocl": [True, False]}
 # The threshold of LabelBinarizer.inverse_transform (halfway between its labels 0 and 1).
@@ -177,6 +179,8 @@ def _parse_classifier(scope, model, inputs, custom_parsers=None):
     from skl2onnx._parse import _apply_zipmap, _parse_sklearn_classifier
     from skl2onnx.common.data_types import Int64TensorType
     check_is_fitted(model)
+    if scope.get_options(model, dict(nocl=False))["nocl"]:
+        raise RuntimeError("Option 'nocl' is not implemented for DenseClassifier.")
     zipmap = scope.get_options(model, dict(zipmap=True))["zipmap"]
     if isinstance(zipmap, bool) and not zipmap:  # skl2onnx's rule for "no ZipMap"
         return _parse_sklearn_classifier(scope, model, inputs, custom_parsers=custom_parsers)

@@ -858,9 +858,9 @@ class DenseRegressor(RegressorMixin, _DenseMLP):
 def register_skl2onnx():
     """Registers converters for DenseClassifier and DenseRegressor with skl2onnx, so that
     ``skl2onnx.to_onnx`` converts them inside pipelines, with the graphs of their ``to_onnx``.
-    The classifier takes skl2onnx's options for MLPClassifier ("zipmap": True by default, which
-    needs float32 probabilities, False or "columns"; "output_class_labels"; "nocl"). Needs
-    skl2onnx (``pip install skl2onnx``)."""
+    The classifier takes skl2onnx's options for MLPClassifier "zipmap" (True by default, which
+    needs float32 probabilities, False or "columns") and "output_class_labels" ("nocl" is
+    refused). Needs skl2onnx (``pip install skl2onnx``)."""
     from ._onnx_sklearn import register
     register(DenseClassifier, DenseRegressor)
 
