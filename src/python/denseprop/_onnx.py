@@ -6,8 +6,9 @@ the name of the tensor they produce:
 * ``add_network(g, net, x)``: the dense layers (``Gemm``) and one emitter per activation
   (``EMITTERS``, name -> function, one entry for every name in ``reference.ACTIVATIONS``);
 * ``add_scaling`` and ``add_one_hot``: standardisation and one-hot encoding of inputs;
-* ``add_classifier_outputs`` (``label`` and ``probabilities``, as skl2onnx names them) and
-  ``add_regressor_output`` (``variable``), for models that predict classes or targets.
+* ``add_classifier_outputs`` (``label`` and ``probabilities``, as skl2onnx names them; the
+  labels from ``add_class_labels``) and ``add_regressor_output`` (``variable``), for models that
+  predict classes or targets.
 
 Ops that the opset, or onnxruntime's CPU provider for the graph's dtype, lacks are decomposed
 into basic ops, so every exported graph runs there in float32 and float64. To emit into
@@ -289,12 +290,18 @@ def add_classifier_outputs(g, net, x, classes, label="label", probabilities="pro
     if len(labels) != n_classes:
         raise ValueError(f"the network gives {n_classes} class probabilities but {len(labels)} classes were given")
     g.node("Identity", [proba], output=probabilities)
+    return add_class_labels(g, proba, labels, label), g.tensor_info(probabilities, g.elem_type, ["N", n_classes])
+
+
+def add_class_labels(g, proba, classes, output="label"):
+    """Appends `output` (n,): the class of each row's largest probability in `proba`, the first
+    on ties (classes[argmax]). Returns its info."""
+    labels = class_label_array(classes)
     index = g.node("ArgMax", [proba], "class_index", axis=1, keepdims=0)
     g.node("Gather", [g.constant(labels, "classes", dtype=str if labels.dtype == object else np.int64), index],
-           output=label, axis=0)
+           output=output, axis=0)
     label_type = g.onnx.TensorProto.STRING if labels.dtype == object else g.onnx.TensorProto.INT64
-    return (g.tensor_info(label, label_type, ["N"]),
-            g.tensor_info(probabilities, g.elem_type, ["N", n_classes]))
+    return g.tensor_info(output, label_type, ["N"])
 
 
 def add_regressor_output(g, net, x, target_mean=None, target_scale=None, output="variable"):

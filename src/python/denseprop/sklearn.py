@@ -46,7 +46,7 @@ from ._history import DivergenceError
 from ._network import Network
 from .optimizers import SGD, Adam
 
-__all__ = ["DenseClassifier", "DenseRegressor"]
+__all__ = ["DenseClassifier", "DenseRegressor", "register_skl2onnx"]
 
 # scikit-learn's name for a hidden activation -> denseprop's; every other denseprop hidden
 # activation is accepted under its own name.
@@ -756,6 +756,15 @@ class DenseClassifier(ClassifierMixin, _DenseMLP):
         p = self.predict_proba(X)
         return np.log(p, out=p)
 
+    def to_onnx(self, path=None, *, opset=17):
+        """The fitted classifier as an ``onnx.ModelProto`` (written to ``path`` when given), with
+        skl2onnx's names: input "X" (n, n_features_in_) in the estimator's dtype; outputs "label"
+        (n,) = predict(X) (int64, or strings for text classes; multi-label: an (n, n_labels) int64
+        indicator matrix) and "probabilities" (n, n_classes) = predict_proba(X). Needs the onnx
+        package; see also register_skl2onnx."""
+        from ._onnx_sklearn import estimator_to_onnx
+        return estimator_to_onnx(self, path, opset=opset)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
@@ -832,17 +841,40 @@ class DenseRegressor(RegressorMixin, _DenseMLP):
         p = self._forward(X).astype(np.float64, copy=False)
         return p.ravel() if p.shape[1] == 1 else p
 
+    def to_onnx(self, path=None, *, opset=17):
+        """The fitted regressor as an ``onnx.ModelProto`` (written to ``path`` when given), with
+        skl2onnx's names: input "X" (n, n_features_in_) in the estimator's dtype; output
+        "variable" (n, n_outputs) = predict(X), in float64 as predict gives it. Needs the onnx
+        package; see also register_skl2onnx."""
+        from ._onnx_sklearn import estimator_to_onnx
+        return estimator_to_onnx(self, path, opset=opset)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
 
 
+def register_skl2onnx():
+    """Registers converters for DenseClassifier and DenseRegressor with skl2onnx, so that
+    ``skl2onnx.to_onnx`` converts them inside pipelines, with the graphs of their ``to_onnx``.
+    The classifier takes skl2onnx's options for MLPClassifier "zipmap" (True by default, which
+    needs float32 probabilities, False or "columns") and "output_class_labels" ("nocl" is
+    refused). Needs skl2onnx (``pip install skl2onnx``)."""
+    from ._onnx_sklearn import register
+    register(DenseClassifier, DenseRegressor)
+
+
 def _strictly_inside(p):
     """A logistic probability is never 0 or 1: values the sigmoid rounded to them become the
     nearest floats inside (0, 1), so their log and 1 - p stay finite."""
-    info = np.finfo(p.dtype)
-    np.clip(p, info.tiny, 1 - info.epsneg, out=p)
+    np.clip(p, *_probability_bounds(p.dtype), out=p)
+
+
+def _probability_bounds(dtype):
+    """The least and greatest floats of dtype strictly inside (0, 1) (the ONNX export clips too)."""
+    info = np.finfo(dtype)
+    return info.tiny, 1 - info.epsneg
 
 
 def _regression_loss(name):
