@@ -35,6 +35,11 @@ from denseprop import _io
 RELEASE_BUILD_ONLY = pytest.mark.skipif(os.environ.get("DENSEPROP_SANITIZER_RUN") == "1",
                                         reason="timing/memory check of the Release build")
 
+# How soon Ctrl-C must stop a fit: well under a second in the Release build; the sanitizers'
+# Debug build runs the Python-side steps several times slower, so it gets more room (the
+# check there is that the signal stops the fit at all, long before its epochs would end).
+MAX_INTERRUPT_LATENCY = 2.0 if os.environ.get("DENSEPROP_SANITIZER_RUN") == "1" else 0.5
+
 MAIN_THREAD_ONLY = pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                                       reason="signals are delivered to the main thread")
 
@@ -131,7 +136,7 @@ def test_ctrl_c_interrupts_cpp_fit_quickly_and_keeps_completed_steps(one_blas_th
     net = dp.Network(**kwargs)
     opt = dp.Adam(lr=1e-3)
     latency, interrupt = _interrupt_fit(net, X, y, opt, 0.6, how)
-    assert latency < 0.5, f"KeyboardInterrupt came {latency:.3f} s after the signal"
+    assert latency < MAX_INTERRUPT_LATENCY, f"KeyboardInterrupt came {latency:.3f} s after the signal"
     assert net._busy is None
     for p in net.weights + net.biases:
         assert np.isfinite(p).all()
@@ -188,7 +193,7 @@ def test_ctrl_c_latency_stays_low_for_a_slow_epoch(one_blas_thread):
     X, y = regression_data(n=2048, n_in=512)
     net = dp.Network([512, 1024, 1024, 1], seed=0)
     latency, _ = _interrupt_fit(net, X, y, dp.SGD(lr=1e-4), 0.5, "kill", epochs=50, batch_size=2048)
-    assert latency < 0.5, f"KeyboardInterrupt came {latency:.3f} s after the signal"
+    assert latency < MAX_INTERRUPT_LATENCY, f"KeyboardInterrupt came {latency:.3f} s after the signal"
     assert all(np.isfinite(p).all() for p in net.weights + net.biases)
 
 
@@ -198,7 +203,7 @@ def test_ctrl_c_interrupts_numpy_fit_quickly(one_blas_thread):
     net = dp.Network([16, 64, 1], seed=5, backend="numpy")
     opt = dp.Adam(lr=1e-3)
     latency, _ = _interrupt_fit(net, X, y, opt, 0.4, "kill", epochs=200, batch_size=32)
-    assert latency < 0.5, f"KeyboardInterrupt came {latency:.3f} s after the signal"
+    assert latency < MAX_INTERRUPT_LATENCY, f"KeyboardInterrupt came {latency:.3f} s after the signal"
     assert net._busy is None
     assert all(np.isfinite(p).all() for p in net.weights + net.biases)
     history = net.fit(X, y, epochs=1, batch_size=32)
