@@ -9,44 +9,16 @@ by hand: ``trace`` gives the forward and backward pass, the network's own ``fit`
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import numpy as np
+
+from .cli import _finite_float, _int_at_least, _positive_float
 
 LAYERS = [1, 2, 2]
 DIGITS = 6  # decimals printed; the starting parameters are printed the same way
 # One printed line: the name, the formula, the value (parameters have no formula).
 _WIDTH = 30
-
-
-def _finite_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _positive_float(text):
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _count(low):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
-    return parse
 
 
 def _targets(text):
@@ -62,8 +34,8 @@ SUMMARY = "walk through the textbook forward and backward pass, every number pri
 
 def add_arguments(p):
     """The options of ``explain``."""
-    p.add_argument("--steps", type=_count(1), default=3, help="SGD steps to show (default 3)")
-    p.add_argument("--seed", type=_count(0), default=0, help="seed of the He initialisation (default 0)")
+    p.add_argument("--steps", type=_int_at_least(1), default=3, help="SGD steps to show (default 3)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the He initialisation (default 0)")
     p.add_argument("--x", type=_finite_float, default=0.5, help="the input (default 0.5)")
     p.add_argument("--y", type=_targets, default=[0.3, 0.7],
                    help="the two targets (default 0.3,0.7; write --y=-0.5,3 when the first is negative)")
